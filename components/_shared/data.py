@@ -1,0 +1,205 @@
+"""Training and evaluation input: tf.Example records in the TFX Examples layout, read through a declarative data
+spec (dense numeric features, no code) or a user's TFX-style module file with `input_fn(file_pattern, batch_size)`."""
+
+import enum
+import functools
+import glob
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.errors import ConfigError, DataError
+from edgeopt.components._shared.keras_bootstrap import tf
+
+SPLIT_PREFIX = "Split-"
+
+
+class FeatureDtype(str, enum.Enum):
+    FLOAT32 = "float32"
+    INT64 = "int64"
+
+
+class FeatureSpec(StrictConfig):
+    """One dense feature of the tf.Example records."""
+
+    key: str = pydantic.Field(min_length=1, description="Feature name in the tf.Example.")
+    shape: list[pydantic.PositiveInt] = pydantic.Field(
+        min_length=1, description="Shape of one example's value, without the batch dimension, e.g. [64]."
+    )
+    dtype: FeatureDtype = pydantic.Field(FeatureDtype.FLOAT32, description="Stored type: float32 or int64.")
+
+
+class DataSpec(StrictConfig):
+    """How to turn tf.Example records into (model input, label) pairs without writing code."""
+
+    features: list[FeatureSpec] = pydantic.Field(
+        min_length=1, description="Dense features, concatenated in this order along the last axis."
+    )
+    label_key: str = pydantic.Field(min_length=1, description="Integer class label feature.")
+    input_shape: list[pydantic.PositiveInt] | None = pydantic.Field(
+        None, description="Reshape the concatenated features to the model's input shape (no batch), e.g. [8, 8, 1]."
+    )
+    scale: float = pydantic.Field(1.0, gt=0, description="Multiply the features by this factor (e.g. 1/255).")
+    train_split: str = pydantic.Field("train", description="Split folder (Split-NAME) used for fine-tuning.")
+    eval_split: str = pydantic.Field("eval", description="Split folder used for accuracy and validation.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_consistency(self):
+        keys = [feature.key for feature in self.features]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"feature keys must be unique, got {keys}")
+        if self.label_key in keys:
+            raise ValueError(f"label_key '{self.label_key}' is also listed as a feature; list it only as label_key")
+        if self.input_shape is not None:
+            flat = sum(int(np.prod(feature.shape)) for feature in self.features)
+            if int(np.prod(self.input_shape)) != flat:
+                raise ValueError(
+                    f"input_shape {self.input_shape} holds {int(np.prod(self.input_shape))} values but the features "
+                    f"hold {flat}; make their products equal"
+                )
+        return self
+
+
+def split_files(examples: str | os.PathLike, split: str) -> list[str]:
+    """Files of one split: `examples/Split-NAME/*` (TFX layout), or `examples` itself when it is a file or glob."""
+    examples = str(examples)
+    if os.path.isdir(examples):
+        folder = os.path.join(examples, f"{SPLIT_PREFIX}{split}")
+        if not os.path.isdir(folder):
+            found = sorted(p.name for p in Path(examples).glob(f"{SPLIT_PREFIX}*"))
+            raise DataError(f"{examples} has no {SPLIT_PREFIX}{split}/ folder (found {found}); pass the Examples folder")
+        files = sorted(glob.glob(os.path.join(folder, "*")))
+    else:
+        files = sorted(glob.glob(examples))
+    if not files:
+        raise DataError(f"no files for split '{split}' under {examples}")
+    return files
+
+
+def _record_dataset(files: list[str]) -> "tf.data.Dataset":
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    return tf.data.TFRecordDataset(files, compression_type=compression)
+
+
+def dataset_from_spec(spec: DataSpec, files: list[str], batch_size: int) -> "tf.data.Dataset":
+    """One epoch of batched (features, label) from tf.Example files, parsed as the spec says."""
+    feature_map = {
+        feature.key: tf.io.FixedLenFeature(feature.shape, tf.float32 if feature.dtype == FeatureDtype.FLOAT32 else tf.int64)
+        for feature in spec.features
+    }
+    feature_map[spec.label_key] = tf.io.FixedLenFeature([], tf.int64)
+
+    def to_pair(serialized):
+        parsed = tf.io.parse_example(serialized, feature_map)
+        batch = tf.shape(serialized)[0]
+        parts = [tf.reshape(tf.cast(parsed[f.key], tf.float32), [batch, -1]) for f in spec.features]
+        inputs = tf.concat(parts, axis=-1) * spec.scale
+        if spec.input_shape is not None:
+            inputs = tf.reshape(inputs, [batch, *spec.input_shape])
+        return inputs, parsed[spec.label_key]
+
+    return _record_dataset(files).batch(batch_size).map(to_pair)
+
+
+def load_module_input_fn(module_file: str | os.PathLike) -> Callable:
+    """Imports `input_fn(file_pattern, batch_size)` from a TFX-style module file."""
+    module_file = Path(module_file)
+    if not module_file.is_file():
+        raise DataError(f"module file {module_file} does not exist")
+    spec = importlib.util.spec_from_file_location(f"edgeopt_user_module_{module_file.stem}", module_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    input_fn = getattr(module, "input_fn", None)
+    if not callable(input_fn):
+        raise DataError(f"{module_file} defines no input_fn(file_pattern, batch_size); add one as in a Trainer module")
+    return input_fn
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Where fine-tuning, calibration and evaluation read their examples from.
+
+    `make_dataset(split, batch_size)` returns one epoch of batched (inputs, integer label) pairs.
+    """
+
+    make_dataset: Callable[[str, int], "tf.data.Dataset"]
+    train_split: str
+    eval_split: str
+    description: str
+
+    def train(self, batch_size: int) -> "tf.data.Dataset":
+        return self.make_dataset(self.train_split, batch_size)
+
+    def eval(self, batch_size: int) -> "tf.data.Dataset":
+        return self.make_dataset(self.eval_split, batch_size)
+
+    @functools.cache
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The whole split as numpy (inputs, labels); for evaluation and calibration sets, which are small."""
+        inputs, labels = [], []
+        try:
+            for batch_inputs, batch_labels in self.make_dataset(split, 256):
+                inputs.append(np.asarray(batch_inputs))
+                labels.append(np.asarray(batch_labels))
+        except tf.errors.OpError as err:
+            raise DataError(f"cannot read split '{split}' from {self.description}: {err.message}") from err
+        if not inputs:
+            raise DataError(f"split '{split}' of {self.description} is empty")
+        return np.concatenate(inputs), np.concatenate(labels).reshape(-1)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Real number of batches in one training epoch, so schedules are derived from it rather than guessed."""
+        return int(np.ceil(len(self.arrays(self.train_split)[1]) / batch_size))
+
+    def __hash__(self):
+        return id(self)
+
+
+def load_training_data(
+    examples: str | os.PathLike,
+    *,
+    data_spec: DataSpec | str | os.PathLike | None = None,
+    module_file: str | os.PathLike | None = None,
+    train_split: str | None = None,
+    eval_split: str | None = None,
+) -> TrainingData:
+    """Builds the TrainingData for an Examples folder from exactly one of a data spec or a module file.
+
+    Raises:
+      ConfigError: neither or both of data_spec and module_file.
+      DataError: missing splits, unreadable files, or an input_fn that returns an endless dataset.
+    """
+    if (data_spec is None) == (module_file is None):
+        raise ConfigError("pass exactly one of data_spec (a YAML data spec) or module_file (with input_fn)")
+    if data_spec is not None:
+        spec = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_yaml(data_spec)
+        train_split = train_split or spec.train_split
+        eval_split = eval_split or spec.eval_split
+
+        def make_dataset(split, batch_size):
+            return dataset_from_spec(spec, split_files(examples, split), batch_size)
+
+        description = f"{examples} (data spec)"
+    else:
+        input_fn = load_module_input_fn(module_file)
+        train_split = train_split or "train"
+        eval_split = eval_split or "eval"
+
+        def make_dataset(split, batch_size):
+            files = split_files(examples, split)
+            dataset = input_fn(files, batch_size)
+            if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+                raise DataError(
+                    f"input_fn in {module_file} returned an endless dataset; return one epoch (num_epochs=1), "
+                    "edgeopt repeats it as its schedules need"
+                )
+            return dataset
+
+        description = f"{examples} (input_fn from {module_file})"
+    return TrainingData(make_dataset, train_split, eval_split, description)

@@ -1,0 +1,29 @@
+"""Typed errors: each names the problem and the fix, so a pipeline log is enough to act on."""
+
+
+class EdgeoptError(Exception):
+    """Base class of every error edgeopt raises on purpose."""
+
+
+class ConfigError(EdgeoptError, ValueError):
+    """A configuration value or combination is invalid."""
+
+
+class UnsafeModelError(EdgeoptError):
+    """The model file could run arbitrary code when loaded (.h5, Lambda layers) and the caller did not opt in."""
+
+
+class ModelLoadError(EdgeoptError):
+    """The model path does not hold a loadable Keras model."""
+
+
+class DataError(EdgeoptError):
+    """Training, evaluation or calibration data is missing or does not match its spec."""
+
+
+class ConversionError(EdgeoptError):
+    """TFLite conversion failed, or the converted model disagrees with the Keras model past the tolerance."""
+
+
+class OptimizationNotAchievedError(EdgeoptError):
+    """A technique ran but its result misses what the config asked for (for example the target sparsity)."""

@@ -1,0 +1,128 @@
+"""Load and save Keras models through tf-keras, refusing formats that execute code unless the caller opts in."""
+
+import contextlib
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.errors import ModelLoadError, UnsafeModelError
+from edgeopt.components._shared.keras_bootstrap import keras
+
+SAVED_MODEL_FILE = "saved_model.pb"
+KERAS_SUFFIX = ".keras"
+UNSAFE_SUFFIXES = (".h5", ".hdf5")
+LAMBDA_MARKER = '"class_name": "Lambda"'
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """Finds the model inside `path`: a SavedModel folder, a `.keras` file, or a folder holding exactly one of them.
+
+    TFX Trainer outputs put the SavedModel under `Format-Serving/`; that layout is accepted as is.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model path {path} does not exist; pass a SavedModel folder or a .keras file")
+    if path.is_file():
+        return path
+    if (path / SAVED_MODEL_FILE).exists():
+        return path
+    if (path / "Format-Serving" / SAVED_MODEL_FILE).exists():
+        return path / "Format-Serving"
+    candidates = sorted(path.glob(f"*{KERAS_SUFFIX}")) + sorted(p.parent for p in path.glob(f"*/{SAVED_MODEL_FILE}"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise ModelLoadError(
+        f"{path} holds no single Keras model (found {len(candidates)}); pass the SavedModel folder or .keras file itself"
+    )
+
+
+def _model_config_text(path: Path) -> str:
+    """The serialized layer configs, read without deserializing any layer."""
+    if path.suffix == KERAS_SUFFIX:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("config.json").decode("utf-8", errors="replace")
+    metadata = path / "keras_metadata.pb"
+    if metadata.exists():
+        return metadata.read_bytes().decode("utf-8", errors="replace")
+    return ""
+
+
+def _optimization_scope():
+    """Custom-object scopes under which models wrapped by tfmot (pruned, clustered, quantized) load."""
+    from edgeopt.components._shared.keras_bootstrap import tfmot
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(tfmot.quantization.keras.quantize_scope())
+    stack.enter_context(tfmot.sparsity.keras.prune_scope())
+    stack.enter_context(tfmot.clustering.keras.cluster_scope())
+    return stack
+
+
+def load_keras_model(path: str | os.PathLike, *, allow_unsafe: bool = False, compile: bool = False):
+    """Loads a fresh copy of a Keras model from disk.
+
+    Every technique starts from its own fresh load: tfmot wrappers share layer objects with the model they wrap,
+    so reusing one in-memory model across techniques corrupts it.
+
+    Args:
+      path: a SavedModel folder, a `.keras` file, or a folder holding one of them.
+      allow_unsafe: accept `.h5` files and Lambda layers, both of which run code stored in the file.
+      compile: restore the training config as saved.
+
+    Raises:
+      UnsafeModelError: `.h5` or Lambda layers without `allow_unsafe`.
+      ModelLoadError: nothing loadable at `path`.
+    """
+    model_path = resolve_model_path(path)
+    if model_path.suffix in UNSAFE_SUFFIXES and not allow_unsafe:
+        raise UnsafeModelError(
+            f"{model_path} is an HDF5 model, which bypasses Keras safe mode; re-save it as a .keras file or SavedModel,"
+            " or opt in with allow_unsafe=True (--allow-unsafe-model) if you trust its origin"
+        )
+    if LAMBDA_MARKER in _model_config_text(model_path) and not allow_unsafe:
+        raise UnsafeModelError(
+            f"{model_path} contains a Lambda layer, whose code runs on load; replace it with a registered custom layer,"
+            " or opt in with allow_unsafe=True (--allow-unsafe-model) if you trust its origin"
+        )
+    try:
+        with _optimization_scope():
+            if model_path.suffix == KERAS_SUFFIX:
+                model = keras.models.load_model(model_path, compile=compile, safe_mode=not allow_unsafe)
+            else:
+                model = keras.models.load_model(model_path, compile=compile)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelLoadError(f"could not load a Keras model from {model_path}: {err}") from err
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"{model_path} loaded as {type(model).__name__}, not a Keras model; save it with tf_keras")
+    if not allow_unsafe and any(isinstance(layer, keras.layers.Lambda) for layer in _all_layers(model)):
+        raise UnsafeModelError(f"{model_path} contains a Lambda layer; opt in with allow_unsafe=True if you trust it")
+    return model
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def save_keras_model(model, output_dir: str | os.PathLike) -> Path:
+    """Saves `model` as a SavedModel folder, published atomically; returns the folder."""
+    output_dir = Path(output_dir)
+    with atomic_output_dir(output_dir) as staging:
+        model.save(str(staging), include_optimizer=False)
+    return output_dir
+
+
+def model_digest(path: str | os.PathLike) -> str:
+    """sha256 over a model file, or over a folder's files and relative names, to prove a model was not modified."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(json.dumps(str(file.relative_to(path)) if file != path else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

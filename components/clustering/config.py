@@ -1,0 +1,34 @@
+"""ClusteringConfig: weight clustering (weight sharing) of Dense and Conv2D kernels."""
+
+import enum
+
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+
+
+class CentroidInit(str, enum.Enum):
+    KMEANS_PLUS_PLUS = "kmeans_plus_plus"
+    LINEAR = "linear"
+    DENSITY_BASED = "density_based"
+    RANDOM = "random"
+
+
+class ClusteringConfig(StrictConfig):
+    """Cluster each kernel's weights into a few shared values, fine-tune, and strip the wrappers."""
+
+    number_of_clusters: int = pydantic.Field(16, ge=2, le=256, description="Unique values per kernel (or channel).")
+    centroid_init: CentroidInit = pydantic.Field(
+        CentroidInit.KMEANS_PLUS_PLUS, description="How the initial centroids are placed."
+    )
+    per_channel: bool = pydantic.Field(
+        False, description="Cluster each output channel of Conv2D kernels separately (more values, better accuracy)."
+    )
+    preserve_sparsity: bool = pydantic.Field(
+        False, description="Keep an earlier pruning's zeros (needed for PCQAT)."
+    )
+    epochs: pydantic.PositiveInt = pydantic.Field(2, description="Fine-tuning epochs over the training split.")
+    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
+    learning_rate: float = pydantic.Field(1e-5, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
+    skip_layers: list[str] = pydantic.Field(default_factory=list, description="Names of layers to leave unclustered.")
+    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")

@@ -1,0 +1,31 @@
+"""EvaluationConfig and GateConfig: how a .tflite is measured, and what it must achieve to ship."""
+
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+
+
+class EvaluationConfig(StrictConfig):
+    """Measurement settings for size, accuracy and latency through the LiteRT interpreter."""
+
+    num_threads: pydantic.PositiveInt = pydantic.Field(1, description="Interpreter threads for the latency runs.")
+    warmup_runs: int = pydantic.Field(20, ge=0, description="Untimed invocations before timing.")
+    timed_runs: pydantic.PositiveInt = pydantic.Field(200, description="Timed single-example invocations.")
+    max_eval_examples: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="Cap on evaluation examples for accuracy (unset: the whole eval split)."
+    )
+
+
+class GateConfig(StrictConfig):
+    """Thresholds a candidate must meet against the float TFLite baseline; unset thresholds are not checked."""
+
+    max_accuracy_drop: float | None = pydantic.Field(
+        1.0, ge=0, description="Largest accepted accuracy drop, in percentage points."
+    )
+    min_size_ratio: float | None = pydantic.Field(
+        None, gt=0, description="Smallest accepted baseline-bytes / candidate-bytes ratio."
+    )
+    min_gzip_ratio: float | None = pydantic.Field(
+        None, gt=0, description="Smallest accepted ratio of gzip sizes (the over-the-air payload)."
+    )
+    max_latency_ms: float | None = pydantic.Field(None, gt=0, description="Largest accepted p50 latency in ms.")

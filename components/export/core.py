@@ -1,0 +1,135 @@
+"""Convert a Keras model to .tflite and check the result against the Keras model on the same inputs."""
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.errors import ConversionError
+from edgeopt.components._shared.keras_bootstrap import tf
+from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components._shared.tflite_runtime import TfliteRunner
+from edgeopt.components.export.config import ExportConfig, ValidationConfig
+
+TFLITE_FILE = "model.tflite"
+CONFIG_FILE = "edgeopt_config.json"
+VALIDATION_FILE = "validation.json"
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """A converted model and how closely it matches the Keras model it came from."""
+
+    tflite_path: str
+    tflite_bytes: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    top1_agreement: float
+    num_validation_examples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: np.ndarray) -> dict:
+    """Runs both models on `inputs`; returns max and mean absolute difference and top-1 agreement."""
+    expected = np.asarray(keras_model(inputs, training=False), dtype=np.float32)
+    actual = TfliteRunner(tflite_path).predict(inputs)
+    if expected.shape != actual.shape:
+        raise ConversionError(f"TFLite output shape {actual.shape} differs from Keras output shape {expected.shape}")
+    diff = np.abs(expected - actual)
+    return {
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "top1_agreement": float(np.mean(expected.argmax(-1) == actual.argmax(-1))),
+    }
+
+
+def convert_and_validate(
+    keras_model,
+    output_dir: str | os.PathLike,
+    *,
+    configure_converter: Callable,
+    validation: ValidationConfig,
+    validation_inputs: np.ndarray,
+    config_json: str,
+    step: str,
+) -> ConversionResult:
+    """Template of every conversion: convert -> write -> validate, all inside a staging folder.
+
+    The output folder appears only when conversion and validation both succeed; it holds the .tflite, the config
+    that made it and the validation numbers.
+
+    Raises:
+      ConversionError: the converter failed, or the result disagrees with Keras past the tolerance.
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    configure_converter(converter)
+    try:
+        flatbuffer = converter.convert()
+    except Exception as err:  # the converter raises a zoo of types (ConverterError, ValueError, RuntimeError)
+        raise ConversionError(f"{step}: TFLite conversion failed: {err}") from err
+    inputs = validation_inputs[: validation.num_examples]
+    with atomic_output_dir(output_dir) as staging:
+        tflite_path = staging / TFLITE_FILE
+        tflite_path.write_bytes(flatbuffer)
+        try:
+            metrics = compare_outputs(keras_model, tflite_path, inputs)
+        except ConversionError:
+            raise
+        except Exception as err:
+            raise ConversionError(f"{step}: the converted model does not run: {err}") from err
+        problems = []
+        if metrics["top1_agreement"] < validation.min_top1_agreement:
+            problems.append(
+                f"top-1 agreement {metrics['top1_agreement']:.3f} < min_top1_agreement {validation.min_top1_agreement}"
+            )
+        if validation.max_abs_diff is not None and metrics["max_abs_diff"] > validation.max_abs_diff:
+            problems.append(f"max_abs_diff {metrics['max_abs_diff']:.3g} > {validation.max_abs_diff}")
+        if problems:
+            raise ConversionError(
+                f"{step}: the .tflite disagrees with the Keras model on {len(inputs)} examples: "
+                + "; ".join(problems)
+                + " (calibrate with more representative data, or relax validation in the config)"
+            )
+        (staging / CONFIG_FILE).write_text(config_json)
+        (staging / VALIDATION_FILE).write_text(json.dumps(metrics, indent=2))
+    final = Path(output_dir) / TFLITE_FILE
+    return ConversionResult(
+        tflite_path=str(final),
+        tflite_bytes=final.stat().st_size,
+        num_validation_examples=len(inputs),
+        **metrics,
+    )
+
+
+def export_tflite(
+    model_path: str | os.PathLike,
+    config: ExportConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    allow_unsafe: bool = False,
+) -> ConversionResult:
+    """Exports a Keras model as a float32 .tflite, checked against the Keras model on evaluation examples.
+
+    Example:
+      >>> export_tflite("pruned/", ExportConfig(), "exported/", data=data).tflite_path
+      'exported/model.tflite'
+    """
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    eval_inputs, _ = data.arrays(data.eval_split)
+    return convert_and_validate(
+        model,
+        output_dir,
+        configure_converter=lambda converter: None,
+        validation=config.validation,
+        validation_inputs=eval_inputs,
+        config_json=config.to_json(),
+        step="export",
+    )

@@ -1,0 +1,69 @@
+"""PruningConfig: magnitude pruning to a target sparsity, unstructured or 2:4 structured."""
+
+import enum
+
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+
+
+class PruningSchedule(str, enum.Enum):
+    POLYNOMIAL_DECAY = "polynomial_decay"
+    CONSTANT = "constant"
+
+
+class SparsityStructure(str, enum.Enum):
+    UNSTRUCTURED = "unstructured"
+    TWO_OF_FOUR = "2:4"
+
+
+class PruningConfig(StrictConfig):
+    """Prune Dense and Conv2D kernels while fine-tuning; wrappers are stripped before the model is saved.
+
+    The schedule's begin, end and update frequency are derived from the real number of training steps, so short
+    fine-tuning runs still reach the target (tfmot's default frequency of 100 steps silently prunes nothing on
+    small data sets).
+    """
+
+    target_sparsity: float = pydantic.Field(
+        0.8, gt=0, lt=1, description="Share of kernel weights set to zero at the end (ignored for 2:4, always 0.5)."
+    )
+    initial_sparsity: float = pydantic.Field(
+        0.0, ge=0, lt=1, description="Sparsity at the first pruning step (polynomial_decay only)."
+    )
+    schedule: PruningSchedule = pydantic.Field(
+        PruningSchedule.POLYNOMIAL_DECAY,
+        description="polynomial_decay: ramp from initial to target sparsity; constant: target from the first step.",
+    )
+    structure: SparsityStructure = pydantic.Field(
+        SparsityStructure.UNSTRUCTURED,
+        description="unstructured, or 2:4 (two zeros in every group of four input weights, for sparse hardware).",
+    )
+    epochs: pydantic.PositiveInt = pydantic.Field(4, description="Fine-tuning epochs over the training split.")
+    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
+    learning_rate: float = pydantic.Field(1e-4, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
+    ramp_fraction: float = pydantic.Field(
+        0.7, gt=0, le=1, description="Share of the training steps over which sparsity ramps up; the rest recovers."
+    )
+    mask_updates: pydantic.PositiveInt = pydantic.Field(
+        10, description="How many times the masks are updated during the ramp (sets the schedule's frequency)."
+    )
+    skip_layers: list[str] = pydantic.Field(
+        default_factory=list, description="Names of layers to leave dense (e.g. a small first convolution)."
+    )
+    sparsity_tolerance: float = pydantic.Field(
+        0.02, ge=0, lt=1, description="Fail when the achieved sparsity is below target minus this."
+    )
+    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_schedule(self):
+        if self.initial_sparsity >= self.target_sparsity and self.structure == SparsityStructure.UNSTRUCTURED:
+            raise ValueError(
+                f"initial_sparsity {self.initial_sparsity} must be below target_sparsity {self.target_sparsity}"
+            )
+        return self
+
+    @property
+    def effective_target(self) -> float:
+        return 0.5 if self.structure == SparsityStructure.TWO_OF_FOUR else self.target_sparsity

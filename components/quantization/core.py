@@ -1,0 +1,83 @@
+"""Post-training quantization: the TFLite converter's dynamic-range, full-integer, float16 and 16x8 modes."""
+
+import os
+
+import numpy as np
+
+from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.keras_bootstrap import tf
+from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components.export.core import ConversionResult, convert_and_validate
+from edgeopt.components.quantization.config import QuantizationConfig, QuantizationMode
+
+
+def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.ndarray:
+    """A seeded random subset of the training split, used when no calibration artifact is given."""
+    inputs, _ = data.arrays(data.train_split)
+    order = np.random.default_rng(seed).permutation(len(inputs))
+    return inputs[order[:count]]
+
+
+def configure_converter(converter, config: QuantizationConfig, calibration_inputs: np.ndarray | None):
+    """Sets the converter's options for one quantization mode."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if calibration_inputs is not None:
+
+        def representative_dataset():
+            for example in calibration_inputs:
+                yield [example[np.newaxis].astype(np.float32)]
+
+        converter.representative_dataset = representative_dataset
+    mode = config.mode
+    if mode == QuantizationMode.FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode in (QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO):
+        # Integer-only ops: conversion fails loudly instead of silently keeping float fallbacks.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if mode == QuantizationMode.FULL_INTEGER_INT8_IO:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    elif mode == QuantizationMode.INT16X8:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+
+
+def quantize(
+    model_path: str | os.PathLike,
+    config: QuantizationConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    calibration_inputs: np.ndarray | None = None,
+    allow_unsafe: bool = False,
+) -> ConversionResult:
+    """Converts a Keras model (float, pruned, clustered or quantization-aware trained) to a quantized .tflite.
+
+    Args:
+      model_path: SavedModel folder or .keras file; never modified.
+      config: the quantization mode and validation tolerance.
+      output_dir: receives model.tflite, edgeopt_config.json and validation.json, atomically.
+      data: evaluation inputs for validation and, without `calibration_inputs`, the calibration examples.
+      calibration_inputs: the representative dataset (e.g. from the calibration sampler) for calibrated modes.
+      allow_unsafe: accept .h5 files and Lambda layers.
+
+    Raises:
+      ConversionError: conversion failed or the result disagrees with the Keras model past the tolerance.
+
+    Example:
+      >>> quantize("model/", QuantizationConfig(mode="full_integer"), "int8/", data=data).tflite_bytes
+    """
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    if config.needs_calibration and calibration_inputs is None:
+        calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
+    eval_inputs, _ = data.arrays(data.eval_split)
+    return convert_and_validate(
+        model,
+        output_dir,
+        configure_converter=lambda converter: configure_converter(
+            converter, config, calibration_inputs if config.needs_calibration else None
+        ),
+        validation=config.validation,
+        validation_inputs=eval_inputs,
+        config_json=config.to_json(),
+        step=f"quantize[{config.mode.value}]",
+    )

@@ -1,0 +1,92 @@
+"""RecipeConfig: an ordered chain of technique steps, each with its own config, ending in a TFLite conversion."""
+
+from typing import Annotated, Literal, Union
+
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components.clustering.config import ClusteringConfig
+from edgeopt.components.evaluation.config import GateConfig
+from edgeopt.components.export.config import ExportConfig
+from edgeopt.components.pruning.config import PruningConfig
+from edgeopt.components.qat.config import QatConfig, QatScheme
+from edgeopt.components.quantization.config import QuantizationConfig
+
+
+class PruneStep(StrictConfig):
+    technique: Literal["prune"] = "prune"
+    config: PruningConfig = pydantic.Field(default_factory=PruningConfig, description="Pruning settings.")
+
+
+class ClusterStep(StrictConfig):
+    technique: Literal["cluster"] = "cluster"
+    config: ClusteringConfig = pydantic.Field(default_factory=ClusteringConfig, description="Clustering settings.")
+
+
+class QatStep(StrictConfig):
+    technique: Literal["qat"] = "qat"
+    config: QatConfig = pydantic.Field(default_factory=QatConfig, description="Quantization-aware training settings.")
+
+
+class QuantizeStep(StrictConfig):
+    technique: Literal["quantize"] = "quantize"
+    config: QuantizationConfig = pydantic.Field(
+        default_factory=QuantizationConfig, description="Post-training quantization settings."
+    )
+
+
+class ExportStep(StrictConfig):
+    technique: Literal["export"] = "export"
+    config: ExportConfig = pydantic.Field(default_factory=ExportConfig, description="Float32 TFLite export settings.")
+
+
+Step = Annotated[Union[PruneStep, ClusterStep, QatStep, QuantizeStep, ExportStep], pydantic.Field(discriminator="technique")]
+
+TRAINING_TECHNIQUES = ("prune", "cluster", "qat")
+CONVERSION_TECHNIQUES = ("quantize", "export")
+
+
+class RecipeConfig(StrictConfig):
+    """A named compression recipe: training-time steps (prune, cluster, qat) then one conversion step."""
+
+    name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_]*$", description="Identifier, e.g. prune80_int8.")
+    description: str = pydantic.Field("", description="One line for reports and the MLflow UI.")
+    steps: list[Step] = pydantic.Field(min_length=1, description="Steps in order; the last converts to TFLite.")
+    gate: GateConfig = pydantic.Field(default_factory=GateConfig, description="What the candidate must achieve.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_chain(self):
+        techniques = [step.technique for step in self.steps]
+        if techniques[-1] not in CONVERSION_TECHNIQUES:
+            raise ValueError(f"the last step must be quantize or export, got {techniques}; add a conversion step")
+        if any(t in CONVERSION_TECHNIQUES for t in techniques[:-1]):
+            raise ValueError(f"quantize/export may only be the last step, got {techniques}")
+        seen: list[str] = []
+        for step in self.steps:
+            if step.technique == "qat":
+                if "qat" in seen:
+                    raise ValueError("a recipe may hold one qat step")
+                self._check_qat_preserves(step.config.scheme, seen)
+            if step.technique == "cluster" and step.config.preserve_sparsity and "prune" not in seen:
+                raise ValueError("cluster.preserve_sparsity needs an earlier prune step")
+            seen.append(step.technique)
+        if "qat" in seen and techniques[-1] != "quantize":
+            raise ValueError("a qat step must be followed by quantize, which turns its fake-quant ranges into int8")
+        if seen.index("qat") < len(seen) - 2 if "qat" in seen else False:
+            raise ValueError("qat must come right before the final quantize step; prune and cluster go first")
+        return self
+
+    @staticmethod
+    def _check_qat_preserves(scheme: QatScheme, seen: list[str]):
+        needs = {
+            QatScheme.PRUNE_PRESERVE: ["prune"],
+            QatScheme.CLUSTER_PRESERVE: ["cluster"],
+            QatScheme.SPARSE_CLUSTER_PRESERVE: ["prune", "cluster"],
+        }.get(scheme, [])
+        missing = [technique for technique in needs if technique not in seen]
+        if missing:
+            raise ValueError(f"qat scheme {scheme.value} preserves {needs} but the recipe has no earlier {missing} step")
+
+    @property
+    def technique_chain(self) -> str:
+        return "+".join(step.technique for step in self.steps)
