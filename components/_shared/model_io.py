@@ -126,3 +126,19 @@ def model_digest(path: str | os.PathLike) -> str:
         digest.update(json.dumps(str(file.relative_to(path)) if file != path else file.name).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+STEP_RECORD_FILE = "edgeopt_step.json"
+
+
+def save_step_model(model, output_dir: str | os.PathLike, *, technique: str, config, result: dict) -> Path:
+    """Saves a technique's output model with the config and result that made it, atomically.
+
+    The record sits inside the SavedModel folder, so any model can be traced back without the orchestrator.
+    """
+    output_dir = Path(output_dir)
+    with atomic_output_dir(output_dir) as staging:
+        model.save(str(staging), include_optimizer=False)
+        record = {"technique": technique, "config": config.to_dict(), "result": result}
+        (staging / STEP_RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
+    return output_dir

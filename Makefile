@@ -1,0 +1,30 @@
+# Every target runs inside the pinned environment through scripts/in-env, which builds it on first use.
+IN_ENV := scripts/in-env
+PYTEST_ARGS ?=
+
+.PHONY: env install demo test lint format bench clean
+
+env:
+	$(IN_ENV) --build
+
+# Editable install of this checkout into the environment (a few seconds; every target re-runs it so the
+# environment, shared between clones on one machine, always points at the checkout being run).
+install: env
+	$(IN_ENV) python -m pip install --quiet --no-deps --no-build-isolation --disable-pip-version-check -e .
+
+demo: install
+	$(IN_ENV) edgeopt demo --out demo-output
+
+test: install
+	$(IN_ENV) python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(IN_ENV) ruff check .
+	$(IN_ENV) ruff format --check .
+
+format: install
+	$(IN_ENV) ruff format .
+	$(IN_ENV) ruff check --fix .
+
+clean:
+	rm -rf demo-output build *.egg-info .pytest_cache .ruff_cache

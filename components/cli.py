@@ -1,0 +1,147 @@
+"""The `edgeopt` command line: `demo` on the embedded digits default, `optimize` on a user's own model."""
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+from edgeopt.components._shared.errors import EdgeoptError
+
+EXIT_USAGE_ERROR = 2
+
+
+def default_recipe_paths() -> list[Path]:
+    folder = resources.files("edgeopt.configs") / "recipes"
+    return sorted(Path(str(path)) for path in folder.iterdir() if path.name.endswith(".yaml"))
+
+
+def load_recipes(paths):
+    from edgeopt.components.recipes.config import RecipeConfig
+
+    return [RecipeConfig.from_yaml(path) for path in paths]
+
+
+def _evaluation_config(args):
+    from edgeopt.components.evaluation.config import EvaluationConfig
+
+    return EvaluationConfig(num_threads=args.threads, timed_runs=args.timed_runs, warmup_runs=args.warmup_runs)
+
+
+def _finish(report: dict, out: Path, verbose: int):
+    from edgeopt.components.recipes.core import render_table
+
+    print(render_table(report))
+    print(f"\nwrote {out / 'report.json'} and {out / 'report.md'}")
+    failed = [c["recipe"] for c in report["candidates"] if c.get("error")]
+    if failed:
+        print(f"recipes that failed: {', '.join(failed)} (reasons in report.json)", file=sys.stderr)
+    return 0
+
+
+def run_demo(args) -> int:
+    from edgeopt.components.demo.digits import digits_data_spec, train_digits_baseline, write_digits_examples
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components.recipes.core import optimize
+
+    out = Path(args.out)
+    examples, baseline = out / "data", out / "baseline_model"
+    # Both are published atomically, so an existing folder is complete and is reused.
+    if args.retrain or not examples.exists():
+        print(f"[edgeopt] writing scikit-learn digits as TFX Examples to {examples}", flush=True)
+        write_digits_examples(examples)
+    if args.retrain or not baseline.exists():
+        print(f"[edgeopt] training the digits CNN baseline into {baseline}", flush=True)
+        train_digits_baseline(examples, baseline, verbose=args.verbose)
+    recipes = load_recipes(args.recipe or default_recipe_paths())
+    data = load_training_data(examples, data_spec=digits_data_spec())
+    report = optimize(baseline, recipes, out, data=data, evaluation=_evaluation_config(args), verbose=args.verbose)
+    return _finish(report, out, args.verbose)
+
+
+def run_optimize(args) -> int:
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components.recipes.core import optimize
+
+    recipes = load_recipes(args.recipe)
+    data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
+    out = Path(args.out)
+    report = optimize(
+        args.model,
+        recipes,
+        out,
+        data=data,
+        evaluation=_evaluation_config(args),
+        allow_unsafe=args.allow_unsafe_model,
+        verbose=args.verbose,
+    )
+    return _finish(report, out, args.verbose)
+
+
+def run_recipes(args) -> int:
+    for path in default_recipe_paths():
+        recipe = load_recipes([path])[0]
+        print(f"{recipe.name:18} {recipe.technique_chain:26} {recipe.description}")
+    return 0
+
+
+def run_validate(args) -> int:
+    recipes = load_recipes(args.recipe)
+    for recipe in recipes:
+        print(json.dumps(recipe.to_dict(), indent=2) if args.show else f"ok {recipe.name}")
+    return 0
+
+
+def _add_measurement_args(parser):
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads for latency (default 1)")
+    parser.add_argument("--timed-runs", type=int, default=200, help="timed invocations per model (default 200)")
+    parser.add_argument("--warmup-runs", type=int, default=20, help="warm-up invocations per model (default 20)")
+    parser.add_argument("--quiet", dest="verbose", action="store_const", const=0, default=2, help="no progress")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="train (or reuse) the digits baseline and run every recipe")
+    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    demo.add_argument("--recipe", action="append", help="recipe YAML (repeatable; default: all in configs/recipes)")
+    demo.add_argument("--retrain", action="store_true", help="rewrite the data and retrain the baseline")
+    _add_measurement_args(demo)
+    demo.set_defaults(handler=run_demo)
+
+    optimize = commands.add_parser("optimize", help="run recipes on your own Keras model")
+    optimize.add_argument("--model", required=True, help="SavedModel folder or .keras file (never modified)")
+    optimize.add_argument("--examples", required=True, help="Examples folder with Split-NAME/ subfolders")
+    source = optimize.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-spec", help="YAML data spec (dense numeric features)")
+    source.add_argument("--module-file", help="Python module with input_fn(file_pattern, batch_size)")
+    optimize.add_argument("--recipe", action="append", required=True, help="recipe YAML (repeatable)")
+    optimize.add_argument("--out", required=True, help="output folder for candidates and reports")
+    optimize.add_argument(
+        "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"
+    )
+    _add_measurement_args(optimize)
+    optimize.set_defaults(handler=run_optimize)
+
+    recipes = commands.add_parser("recipes", help="list the built-in recipes")
+    recipes.set_defaults(handler=run_recipes)
+
+    validate = commands.add_parser("validate", help="validate recipe YAML files")
+    validate.add_argument("recipe", nargs="+", help="recipe YAML files")
+    validate.add_argument("--show", action="store_true", help="print each resolved config as JSON")
+    validate.set_defaults(handler=run_validate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except EdgeoptError as err:
+        print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

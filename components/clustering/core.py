@@ -1,0 +1,115 @@
+"""Weight clustering with tfmot: wrap, fine-tune, strip, and verify each kernel holds at most k distinct values."""
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.errors import OptimizationNotAchievedError
+from edgeopt.components._shared.keras_bootstrap import keras, tfmot
+from edgeopt.components._shared.model_io import load_keras_model, save_step_model
+from edgeopt.components._shared.training import fine_tune, is_prunable_type, kernel_of, outputs_probabilities, set_seeds
+from edgeopt.components.clustering.config import CentroidInit, ClusteringConfig
+
+
+@dataclass(frozen=True)
+class ClusteringResult:
+    model_dir: str
+    max_unique_values: int
+    layer_unique_values: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _centroid_init(init: CentroidInit):
+    return getattr(tfmot.clustering.keras.CentroidInitialization, init.name)
+
+
+def _sparsity_preserving_api():
+    """tfmot's sparsity-preserving clustering (PCQAT's first half).
+
+    tfmot 0.8.1 exposes it as `tfmot.clustering.keras.experimental.cluster.cluster_weights`: the `experimental`
+    package does not import its `cluster` module, so `experimental.cluster_weights` (as some docs say) fails.
+    """
+    from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster
+
+    return cluster
+
+
+def unique_values_per_group(kernel: np.ndarray, per_channel: bool) -> int:
+    """Distinct values in a kernel, or the most in any output channel when clustered per channel."""
+    if per_channel and kernel.ndim == 4:
+        return max(len(np.unique(kernel[..., channel])) for channel in range(kernel.shape[-1]))
+    return len(np.unique(kernel))
+
+
+def cluster_weights(
+    model_path: str | os.PathLike,
+    config: ClusteringConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    allow_unsafe: bool = False,
+    verbose: int = 2,
+) -> ClusteringResult:
+    """Clusters Dense and Conv2D kernels into `number_of_clusters` shared values and saves the stripped model.
+
+    With `preserve_sparsity` (PCQAT's first half) the experimental API keeps an earlier pruning's zeros.
+
+    Raises:
+      OptimizationNotAchievedError: a kernel holds more distinct values than clusters (nothing is written).
+
+    Example:
+      >>> cluster_weights("pruned/", ClusteringConfig(number_of_clusters=16), "clustered/", data=data)
+    """
+    set_seeds(config.seed)
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    from_logits = not outputs_probabilities(model)
+    api = _sparsity_preserving_api() if config.preserve_sparsity else tfmot.clustering.keras
+    extra = {"preserve_sparsity": True} if config.preserve_sparsity else {}
+    clustered_names = []
+
+    def wrap(layer):
+        if not is_prunable_type(layer) or layer.name in config.skip_layers:
+            return layer
+        clustered_names.append(layer.name)
+        per_channel = config.per_channel and type(layer).__name__ == "Conv2D"
+        return api.cluster_weights(
+            layer,
+            number_of_clusters=config.number_of_clusters,
+            cluster_centroids_init=_centroid_init(config.centroid_init),
+            cluster_per_channel=per_channel,
+            **extra,
+        )
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    if not clustered_names:
+        raise OptimizationNotAchievedError("the model has no Dense or Conv2D layers to cluster; use another technique")
+    fine_tune(
+        wrapped,
+        data,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        from_logits=from_logits,
+        verbose=verbose,
+    )
+    stripped = tfmot.clustering.keras.strip_clustering(wrapped)
+    counts = {
+        layer.name: unique_values_per_group(kernel_of(layer), config.per_channel)
+        for layer in stripped.layers
+        if layer.name in clustered_names
+    }
+    # A preserved zero is kept outside the clusters, so it may add one value.
+    allowed = config.number_of_clusters + (1 if config.preserve_sparsity else 0)
+    too_many = {name: count for name, count in counts.items() if count > allowed}
+    if too_many:
+        raise OptimizationNotAchievedError(
+            f"kernels hold more than {allowed} distinct values after clustering: {too_many}; "
+            "this is a tfmot bug or an unsupported layer, add the layer to skip_layers"
+        )
+    result = ClusteringResult(str(output_dir), max(counts.values()), counts)
+    save_step_model(stripped, output_dir, technique="cluster", config=config, result=result.to_dict())
+    return result

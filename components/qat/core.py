@@ -1,0 +1,93 @@
+"""Quantization-aware training with tfmot: whole model or selected layers, plain or preserving sparsity/clusters."""
+
+import os
+from dataclasses import asdict, dataclass
+
+from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.keras_bootstrap import keras, tfmot
+from edgeopt.components._shared.model_io import load_keras_model, save_step_model
+from edgeopt.components._shared.training import fine_tune, outputs_probabilities, set_seeds
+from edgeopt.components.qat.config import QatConfig, QatScheme
+
+
+@dataclass(frozen=True)
+class QatResult:
+    model_dir: str
+    quantized_layers: list[str]
+    train_accuracy: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _scheme(scheme: QatScheme):
+    combine = tfmot.experimental.combine
+    if scheme == QatScheme.PRUNE_PRESERVE:
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    if scheme == QatScheme.CLUSTER_PRESERVE:
+        return combine.Default8BitClusterPreserveQuantizeScheme()
+    if scheme == QatScheme.SPARSE_CLUSTER_PRESERVE:
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
+    return None  # tfmot's Default8BitQuantizeScheme
+
+
+def _annotate(model, config: QatConfig):
+    """Marks the layers to quantize: all of them, or those matching layer_types or layer_names."""
+    quantize = tfmot.quantization.keras
+    if not config.layer_types and not config.layer_names:
+        return quantize.quantize_annotate_model(model)
+    known_types = {type(layer).__name__ for layer in model.layers}
+    known_names = {layer.name for layer in model.layers}
+    unknown = sorted(set(config.layer_types) - known_types) + sorted(set(config.layer_names) - known_names)
+    if unknown:
+        raise ConfigError(
+            f"QatConfig.layer_types/layer_names: {unknown} match no layer of the model "
+            f"(types: {sorted(known_types)}, names: {sorted(known_names)})"
+        )
+
+    def annotate(layer):
+        if type(layer).__name__ in config.layer_types or layer.name in config.layer_names:
+            return quantize.quantize_annotate_layer(layer)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=annotate)
+
+
+def quantization_aware_train(
+    model_path: str | os.PathLike,
+    config: QatConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    allow_unsafe: bool = False,
+    verbose: int = 2,
+) -> QatResult:
+    """Inserts fake-quantization, fine-tunes, and saves the QAT model for a following `quantize` step.
+
+    Example:
+      >>> quantization_aware_train("model/", QatConfig(epochs=2), "qat/", data=data)
+    """
+    set_seeds(config.seed)
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    from_logits = not outputs_probabilities(model)
+    annotated = _annotate(model, config)
+    with tfmot.quantization.keras.quantize_scope():
+        scheme = _scheme(config.scheme)
+        scheme_args = {} if scheme is None else {"scheme": scheme}
+        quantized = tfmot.quantization.keras.quantize_apply(annotated, **scheme_args)
+    history = fine_tune(
+        quantized,
+        data,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        from_logits=from_logits,
+        verbose=verbose,
+    ).history.history
+    quantized_layers = [
+        layer.layer.name for layer in quantized.layers if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper)
+    ]
+    result = QatResult(str(output_dir), quantized_layers, float(history["accuracy"][-1]))
+    save_step_model(quantized, output_dir, technique="qat", config=config, result=result.to_dict())
+    return result

@@ -1,0 +1,255 @@
+"""Run recipes: every candidate starts from a fresh load of the baseline, chains its steps through folders on
+disk, and ends as a measured, gated .tflite. The result is report.json's contract."""
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.components._shared.atomic import atomic_output_file
+from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components.evaluation.config import EvaluationConfig
+from edgeopt.components.evaluation.core import Evaluation, apply_gate, compare, evaluate_tflite
+from edgeopt.components.export.config import ExportConfig
+from edgeopt.components.export.core import export_tflite
+from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.registry import TECHNIQUES
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+BASELINE_DIR = "baseline"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where progress lines go; the CLI prints them, a pipeline face may log them."""
+
+    verbose: int = 2
+
+    def say(self, message: str):
+        if self.verbose:
+            print(f"[edgeopt] {message}", flush=True)
+
+
+def run_recipe(
+    model_path: str | os.PathLike,
+    recipe: RecipeConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    calibration_inputs: np.ndarray | None = None,
+    allow_unsafe: bool = False,
+    verbose: int = 2,
+) -> tuple[str, list[dict]]:
+    """Runs a recipe's steps in order, each loading the previous step's output fresh from disk.
+
+    Returns the final .tflite path and one record per step (technique, output, result).
+    """
+    output_dir = Path(output_dir)
+    current = Path(model_path)
+    records = []
+    for index, step in enumerate(recipe.steps):
+        technique = TECHNIQUES[step.technique]
+        step_dir = output_dir / f"{index:02d}_{step.technique}"
+        kwargs = {"data": data, "allow_unsafe": allow_unsafe if index == 0 else False}
+        if step.technique == "quantize":
+            kwargs["calibration_inputs"] = calibration_inputs
+        elif step.technique in ("prune", "cluster", "qat"):
+            kwargs["verbose"] = verbose
+        started = time.perf_counter()
+        result = technique.function()(current, step.config, step_dir, **kwargs)
+        records.append(
+            {
+                "technique": step.technique,
+                "output": str(step_dir),
+                "seconds": round(time.perf_counter() - started, 3),
+                "result": result.to_dict(),
+            }
+        )
+        current = Path(result.tflite_path) if technique.produces_tflite else step_dir
+    return str(current), records
+
+
+def evaluate_baseline(
+    model_path, output_dir, *, data: TrainingData, evaluation: EvaluationConfig, allow_unsafe: bool = False
+) -> tuple[Evaluation, dict]:
+    """Exports the float baseline as .tflite (the reference every ratio uses) and measures it."""
+    conversion = export_tflite(model_path, ExportConfig(), Path(output_dir) / BASELINE_DIR, data=data, allow_unsafe=allow_unsafe)
+    return evaluate_tflite(conversion.tflite_path, data, evaluation), conversion.to_dict()
+
+
+def candidate_record(recipe: RecipeConfig, evaluation: Evaluation, baseline: Evaluation, steps: list[dict]) -> dict:
+    comparison = compare(evaluation, baseline)
+    gate = apply_gate(evaluation, baseline, recipe.gate)
+    conversion = steps[-1]["result"]
+    return {
+        "recipe": recipe.name,
+        "steps": [step.technique for step in recipe.steps],
+        "tflite_path": evaluation.tflite_path,
+        "tflite_bytes": evaluation.tflite_bytes,
+        "gzip_bytes": evaluation.gzip_bytes,
+        "size_ratio": comparison.size_ratio,
+        "gzip_ratio": comparison.gzip_ratio,
+        "accuracy": evaluation.accuracy,
+        "accuracy_drop": comparison.accuracy_drop,
+        "latency_ms": evaluation.latency_ms,
+        "speedup": comparison.speedup,
+        "max_abs_diff": conversion["max_abs_diff"],
+        "top1_agreement": conversion["top1_agreement"],
+        "gate": gate.to_dict(),
+        "config": recipe.to_dict(),
+        "step_records": steps,
+    }
+
+
+def failed_record(recipe: RecipeConfig, error: Exception) -> dict:
+    return {
+        "recipe": recipe.name,
+        "steps": [step.technique for step in recipe.steps],
+        "tflite_path": None,
+        "tflite_bytes": None,
+        "gzip_bytes": None,
+        "size_ratio": None,
+        "gzip_ratio": None,
+        "accuracy": None,
+        "accuracy_drop": None,
+        "latency_ms": {"p50": None, "p90": None},
+        "speedup": None,
+        "max_abs_diff": None,
+        "gate": {"passed": False, "reasons": [f"{type(error).__name__}: {error}"]},
+        "config": recipe.to_dict(),
+        "error": f"{type(error).__name__}: {error}",
+    }
+
+
+def optimize(
+    model_path: str | os.PathLike,
+    recipes: list[RecipeConfig],
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    evaluation: EvaluationConfig | None = None,
+    calibration_inputs: np.ndarray | None = None,
+    allow_unsafe: bool = False,
+    verbose: int = 2,
+) -> dict:
+    """Runs every recipe on `model_path`, measures each candidate against the float TFLite baseline, and writes
+    report.json and report.md into `output_dir`.
+
+    A recipe that fails is reported with its error and a failed gate; the others still run. The input model is
+    never modified (its digest is checked at the end).
+
+    Returns:
+      The report (the content of report.json).
+    """
+    evaluation = evaluation or EvaluationConfig()
+    progress = Progress(verbose)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    names = [recipe.name for recipe in recipes]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise EdgeoptError(f"recipe names must be unique in one job, repeated: {duplicates}; rename one of them")
+    model_path = resolve_model_path(model_path)
+    digest_before = model_digest(model_path)
+
+    progress.say(f"baseline: exporting {model_path} as float .tflite and measuring it")
+    baseline, baseline_conversion = evaluate_baseline(
+        model_path, output_dir, data=data, evaluation=evaluation, allow_unsafe=allow_unsafe
+    )
+    candidates = []
+    for position, recipe in enumerate(recipes, start=1):
+        progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
+        try:
+            tflite_path, steps = run_recipe(
+                model_path,
+                recipe,
+                output_dir / "candidates" / recipe.name,
+                data=data,
+                calibration_inputs=calibration_inputs,
+                allow_unsafe=allow_unsafe,
+                verbose=verbose,
+            )
+            record = candidate_record(recipe, evaluate_tflite(tflite_path, data, evaluation), baseline, steps)
+        except EdgeoptError as err:
+            progress.say(f"recipe {recipe.name} failed: {err}")
+            record = failed_record(recipe, err)
+        except Exception as err:  # an unexpected failure of one recipe must not lose the others' results
+            progress.say(f"recipe {recipe.name} failed unexpectedly:\n{traceback.format_exc()}")
+            record = failed_record(recipe, err)
+        candidates.append(record)
+
+    if model_digest(model_path) != digest_before:
+        raise EdgeoptError(f"the input model at {model_path} changed during the job; this is a bug, please report it")
+    report = {
+        "baseline": {
+            "tflite_path": baseline.tflite_path,
+            "tflite_bytes": baseline.tflite_bytes,
+            "gzip_bytes": baseline.gzip_bytes,
+            "accuracy": baseline.accuracy,
+            "latency_ms": baseline.latency_ms,
+            "max_abs_diff": baseline_conversion["max_abs_diff"],
+            "model_path": str(model_path),
+            "model_digest": digest_before,
+            "num_eval_examples": baseline.num_eval_examples,
+        },
+        "evaluation": evaluation.to_dict(),
+        "candidates": candidates,
+    }
+    write_report(report, output_dir)
+    return report
+
+
+def write_report(report: dict, output_dir: str | os.PathLike):
+    output_dir = Path(output_dir)
+    with atomic_output_file(output_dir / REPORT_JSON) as staging:
+        staging.write_text(json.dumps(report, indent=2))
+    with atomic_output_file(output_dir / REPORT_MD) as staging:
+        staging.write_text(render_markdown(report))
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def render_table(report: dict) -> str:
+    """A Markdown table of the baseline and every candidate, also what the CLI prints."""
+    baseline = report["baseline"]
+    rows = [
+        "| recipe | steps | bytes | gzip bytes | size x | gzip x | accuracy | drop (pt) | p50 ms | p90 ms | speedup | gate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| float baseline | export | {baseline['tflite_bytes']} | {baseline['gzip_bytes']} | 1.00 | 1.00 | "
+        f"{baseline['accuracy']:.4f} | 0.00 | {baseline['latency_ms']['p50']:.3f} | "
+        f"{baseline['latency_ms']['p90']:.3f} | 1.00 | - |",
+    ]
+    for candidate in report["candidates"]:
+        gate = candidate["gate"]
+        verdict = "pass" if gate["passed"] else "FAIL: " + "; ".join(gate["reasons"])
+        rows.append(
+            f"| {candidate['recipe']} | {'+'.join(candidate['steps'])} | {_fmt(candidate['tflite_bytes'], 'd')} | "
+            f"{_fmt(candidate['gzip_bytes'], 'd')} | {_fmt(candidate['size_ratio'], '.2f')} | "
+            f"{_fmt(candidate['gzip_ratio'], '.2f')} | {_fmt(candidate['accuracy'], '.4f')} | "
+            f"{_fmt(candidate['accuracy_drop'], '.2f')} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
+            f"{_fmt(candidate['latency_ms']['p90'], '.3f')} | {_fmt(candidate['speedup'], '.2f')} | "
+            f"{verdict.replace('|', '/')} |"
+        )
+    return "\n".join(rows)
+
+
+def render_markdown(report: dict) -> str:
+    baseline = report["baseline"]
+    evaluation = report["evaluation"]
+    return (
+        "# edgeopt report\n\n"
+        f"Baseline `{baseline['model_path']}` (sha256 {baseline['model_digest'][:12]}), evaluated on "
+        f"{baseline['num_eval_examples']} examples (accuracy resolution {100 / baseline['num_eval_examples']:.2f} pt). "
+        f"Latency: {evaluation['timed_runs']} single-example runs after {evaluation['warmup_runs']} warm-up runs, "
+        f"{evaluation['num_threads']} thread(s), LiteRT interpreter. Ratios are against the float TFLite baseline; "
+        "speedup = baseline p50 / candidate p50.\n\n" + render_table(report) + "\n"
+    )
