@@ -16,6 +16,8 @@ demo: install
 	$(IN_ENV) edgeopt demo --out demo-output
 
 test: install
+	$(IN_ENV) ruff check .
+	$(IN_ENV) ruff format --check .
 	$(IN_ENV) python -m pytest $(PYTEST_ARGS)
 
 lint: install

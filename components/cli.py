@@ -40,8 +40,8 @@ def _finish(report: dict, out: Path, verbose: int):
 
 
 def run_demo(args) -> int:
-    from edgeopt.components.demo.digits import digits_data_spec, train_digits_baseline, write_digits_examples
     from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components.demo.digits import digits_data_spec, train_digits_baseline, write_digits_examples
     from edgeopt.components.recipes.core import optimize
 
     out = Path(args.out)

@@ -28,7 +28,11 @@ TECHNIQUES = {
     for technique in (
         Technique("prune", "pruning.config.PruningConfig", "pruning.core.prune", False, "magnitude pruning, incl. 2:4"),
         Technique(
-            "cluster", "clustering.config.ClusteringConfig", "clustering.core.cluster_weights", False, "weight clustering"
+            "cluster",
+            "clustering.config.ClusteringConfig",
+            "clustering.core.cluster_weights",
+            False,
+            "weight clustering",
         ),
         Technique(
             "qat", "qat.config.QatConfig", "qat.core.quantization_aware_train", False, "quantization-aware training"

@@ -2,13 +2,12 @@
 spec (dense numeric features, no code) or a user's TFX-style module file with `input_fn(file_pattern, batch_size)`."""
 
 import enum
-import functools
 import glob
 import importlib.util
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pydantic
@@ -20,7 +19,7 @@ from edgeopt.components._shared.keras_bootstrap import tf
 SPLIT_PREFIX = "Split-"
 
 
-class FeatureDtype(str, enum.Enum):
+class FeatureDtype(enum.StrEnum):
     FLOAT32 = "float32"
     INT64 = "int64"
 
@@ -73,7 +72,9 @@ def split_files(examples: str | os.PathLike, split: str) -> list[str]:
         folder = os.path.join(examples, f"{SPLIT_PREFIX}{split}")
         if not os.path.isdir(folder):
             found = sorted(p.name for p in Path(examples).glob(f"{SPLIT_PREFIX}*"))
-            raise DataError(f"{examples} has no {SPLIT_PREFIX}{split}/ folder (found {found}); pass the Examples folder")
+            raise DataError(
+                f"{examples} has no {SPLIT_PREFIX}{split}/ folder (found {found}); pass the Examples folder"
+            )
         files = sorted(glob.glob(os.path.join(folder, "*")))
     else:
         files = sorted(glob.glob(examples))
@@ -90,7 +91,9 @@ def _record_dataset(files: list[str]) -> "tf.data.Dataset":
 def dataset_from_spec(spec: DataSpec, files: list[str], batch_size: int) -> "tf.data.Dataset":
     """One epoch of batched (features, label) from tf.Example files, parsed as the spec says."""
     feature_map = {
-        feature.key: tf.io.FixedLenFeature(feature.shape, tf.float32 if feature.dtype == FeatureDtype.FLOAT32 else tf.int64)
+        feature.key: tf.io.FixedLenFeature(
+            feature.shape, tf.float32 if feature.dtype == FeatureDtype.FLOAT32 else tf.int64
+        )
         for feature in spec.features
     }
     feature_map[spec.label_key] = tf.io.FixedLenFeature([], tf.int64)
@@ -132,6 +135,7 @@ class TrainingData:
     train_split: str
     eval_split: str
     description: str
+    _arrays_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def train(self, batch_size: int) -> "tf.data.Dataset":
         return self.make_dataset(self.train_split, batch_size)
@@ -139,9 +143,13 @@ class TrainingData:
     def eval(self, batch_size: int) -> "tf.data.Dataset":
         return self.make_dataset(self.eval_split, batch_size)
 
-    @functools.cache
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split as numpy (inputs, labels); for evaluation and calibration sets, which are small."""
+        """The whole split as numpy (inputs, labels), read once; fine-tuning, calibration and evaluation share it."""
+        if split not in self._arrays_cache:
+            self._arrays_cache[split] = self._read_arrays(split)
+        return self._arrays_cache[split]
+
+    def _read_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         inputs, labels = [], []
         try:
             for batch_inputs, batch_labels in self.make_dataset(split, 256):
@@ -156,9 +164,6 @@ class TrainingData:
     def steps_per_epoch(self, batch_size: int) -> int:
         """Real number of batches in one training epoch, so schedules are derived from it rather than guessed."""
         return int(np.ceil(len(self.arrays(self.train_split)[1]) / batch_size))
-
-    def __hash__(self):
-        return id(self)
 
 
 def load_training_data(

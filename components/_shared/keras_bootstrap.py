@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "tfmot"]
+__all__ = ["tf", "keras"]  # and `tfmot`, loaded on first access
 
 
 def __getattr__(name):

@@ -35,7 +35,8 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     if len(candidates) == 1:
         return candidates[0]
     raise ModelLoadError(
-        f"{path} holds no single Keras model (found {len(candidates)}); pass the SavedModel folder or .keras file itself"
+        f"{path} holds no single Keras model (found {len(candidates)}); "
+        "pass the SavedModel folder or .keras file itself"
     )
 
 

@@ -7,7 +7,7 @@ import pydantic
 from edgeopt.components._shared.config_base import StrictConfig
 
 
-class CentroidInit(str, enum.Enum):
+class CentroidInit(enum.StrEnum):
     KMEANS_PLUS_PLUS = "kmeans_plus_plus"
     LINEAR = "linear"
     DENSITY_BASED = "density_based"
@@ -24,9 +24,7 @@ class ClusteringConfig(StrictConfig):
     per_channel: bool = pydantic.Field(
         False, description="Cluster each output channel of Conv2D kernels separately (more values, better accuracy)."
     )
-    preserve_sparsity: bool = pydantic.Field(
-        False, description="Keep an earlier pruning's zeros (needed for PCQAT)."
-    )
+    preserve_sparsity: bool = pydantic.Field(False, description="Keep an earlier pruning's zeros (needed for PCQAT).")
     epochs: pydantic.PositiveInt = pydantic.Field(2, description="Fine-tuning epochs over the training split.")
     batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
     learning_rate: float = pydantic.Field(1e-5, gt=0, lt=1, description="Adam learning rate for fine-tuning.")

@@ -7,12 +7,12 @@ import pydantic
 from edgeopt.components._shared.config_base import StrictConfig
 
 
-class PruningSchedule(str, enum.Enum):
+class PruningSchedule(enum.StrEnum):
     POLYNOMIAL_DECAY = "polynomial_decay"
     CONSTANT = "constant"
 
 
-class SparsityStructure(str, enum.Enum):
+class SparsityStructure(enum.StrEnum):
     UNSTRUCTURED = "unstructured"
     TWO_OF_FOUR = "2:4"
 

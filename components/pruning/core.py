@@ -12,6 +12,7 @@ from edgeopt.components._shared.model_io import load_keras_model, save_step_mode
 from edgeopt.components._shared.training import fine_tune, is_prunable_type, kernel_of, outputs_probabilities, set_seeds
 from edgeopt.components.pruning.config import PruningConfig, PruningSchedule, SparsityStructure
 
+
 @dataclass(frozen=True)
 class PruningSchedulePlan:
     """When the masks change: derived from the real number of training steps."""

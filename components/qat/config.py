@@ -8,7 +8,7 @@ import pydantic
 from edgeopt.components._shared.config_base import StrictConfig
 
 
-class QatScheme(str, enum.Enum):
+class QatScheme(enum.StrEnum):
     DEFAULT = "default"
     PRUNE_PRESERVE = "prune_preserve"
     CLUSTER_PRESERVE = "cluster_preserve"

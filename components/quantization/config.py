@@ -8,7 +8,7 @@ from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components.export.config import ValidationConfig
 
 
-class QuantizationMode(str, enum.Enum):
+class QuantizationMode(enum.StrEnum):
     DYNAMIC_RANGE = "dynamic_range"
     FULL_INTEGER = "full_integer"
     FULL_INTEGER_INT8_IO = "full_integer_int8_io"
@@ -17,7 +17,9 @@ class QuantizationMode(str, enum.Enum):
 
 
 #: Modes whose activation ranges come from a representative dataset.
-CALIBRATED_MODES = frozenset({QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8})
+CALIBRATED_MODES = frozenset(
+    {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8}
+)
 
 
 class QuantizationConfig(StrictConfig):

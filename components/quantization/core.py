@@ -38,7 +38,9 @@ def configure_converter(converter, config: QuantizationConfig, calibration_input
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     elif mode == QuantizationMode.INT16X8:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
 
 
 def quantize(

@@ -1,6 +1,6 @@
 """RecipeConfig: an ordered chain of technique steps, each with its own config, ending in a TFLite conversion."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import pydantic
 
@@ -40,7 +40,9 @@ class ExportStep(StrictConfig):
     config: ExportConfig = pydantic.Field(default_factory=ExportConfig, description="Float32 TFLite export settings.")
 
 
-Step = Annotated[Union[PruneStep, ClusterStep, QatStep, QuantizeStep, ExportStep], pydantic.Field(discriminator="technique")]
+Step = Annotated[
+    PruneStep | ClusterStep | QatStep | QuantizeStep | ExportStep, pydantic.Field(discriminator="technique")
+]
 
 TRAINING_TECHNIQUES = ("prune", "cluster", "qat")
 CONVERSION_TECHNIQUES = ("quantize", "export")
@@ -85,7 +87,9 @@ class RecipeConfig(StrictConfig):
         }.get(scheme, [])
         missing = [technique for technique in needs if technique not in seen]
         if missing:
-            raise ValueError(f"qat scheme {scheme.value} preserves {needs} but the recipe has no earlier {missing} step")
+            raise ValueError(
+                f"qat scheme {scheme.value} preserves {needs} but the recipe has no earlier {missing} step"
+            )
 
     @property
     def technique_chain(self) -> str:

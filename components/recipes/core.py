@@ -14,6 +14,7 @@ from edgeopt.components._shared.atomic import atomic_output_file
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import Evaluation, apply_gate, compare, evaluate_tflite
 from edgeopt.components.export.config import ExportConfig
@@ -80,7 +81,9 @@ def evaluate_baseline(
     model_path, output_dir, *, data: TrainingData, evaluation: EvaluationConfig, allow_unsafe: bool = False
 ) -> tuple[Evaluation, dict]:
     """Exports the float baseline as .tflite (the reference every ratio uses) and measures it."""
-    conversion = export_tflite(model_path, ExportConfig(), Path(output_dir) / BASELINE_DIR, data=data, allow_unsafe=allow_unsafe)
+    conversion = export_tflite(
+        model_path, ExportConfig(), Path(output_dir) / BASELINE_DIR, data=data, allow_unsafe=allow_unsafe
+    )
     return evaluate_tflite(conversion.tflite_path, data, evaluation), conversion.to_dict()
 
 
@@ -195,6 +198,7 @@ def optimize(
             "accuracy": baseline.accuracy,
             "latency_ms": baseline.latency_ms,
             "max_abs_diff": baseline_conversion["max_abs_diff"],
+            "non_weight_bytes_share": non_weight_bytes_share(baseline.tflite_path),
             "model_path": str(model_path),
             "model_digest": digest_before,
             "num_eval_examples": baseline.num_eval_examples,
@@ -222,7 +226,8 @@ def render_table(report: dict) -> str:
     """A Markdown table of the baseline and every candidate, also what the CLI prints."""
     baseline = report["baseline"]
     rows = [
-        "| recipe | steps | bytes | gzip bytes | size x | gzip x | accuracy | drop (pt) | p50 ms | p90 ms | speedup | gate |",
+        "| recipe | steps | bytes | gzip bytes | size x | gzip x | accuracy | drop (pt) | p50 ms | p90 ms | speedup "
+        "| gate |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| float baseline | export | {baseline['tflite_bytes']} | {baseline['gzip_bytes']} | 1.00 | 1.00 | "
         f"{baseline['accuracy']:.4f} | 0.00 | {baseline['latency_ms']['p50']:.3f} | "

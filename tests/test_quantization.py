@@ -1,0 +1,102 @@
+"""Post-training quantization: the .tflite really stores the promised types, and stays accurate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeopt.components._shared.errors import ConversionError
+from edgeopt.components._shared.tflite_runtime import TfliteRunner
+from edgeopt.components.evaluation.config import EvaluationConfig
+from edgeopt.components.evaluation.core import evaluate_tflite
+from edgeopt.components.export.config import ExportConfig, ValidationConfig
+from edgeopt.components.export.core import CONFIG_FILE, VALIDATION_FILE, export_tflite
+from edgeopt.components.quantization.config import QuantizationConfig
+from edgeopt.components.quantization.core import quantize
+from tests.helpers import kernels
+
+FAST_EVAL = EvaluationConfig(timed_runs=5, warmup_runs=1)
+
+
+@pytest.fixture(scope="module")
+def float_tflite(tiny_model, digits_data, tmp_path_factory):
+    result = export_tflite(tiny_model, ExportConfig(), tmp_path_factory.mktemp("float"), data=digits_data)
+    return result
+
+
+def test_float_export_matches_keras_closely(float_tflite):
+    assert float_tflite.max_abs_diff < 1e-3
+    assert float_tflite.top1_agreement == 1.0
+    assert {t.type_name for t in kernels(float_tflite.tflite_path)} == {"FLOAT32"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "kernel_type", "io_type"),
+    [
+        ("full_integer", "INT8", np.float32),
+        ("full_integer_int8_io", "INT8", np.int8),
+        ("dynamic_range", "INT8", np.float32),
+        ("float16", "FLOAT16", np.float32),
+        ("int16x8", "INT8", np.float32),
+    ],
+)
+def test_each_mode_stores_its_weight_type_and_keeps_accuracy(
+    mode, kernel_type, io_type, tiny_model, digits_data, float_tflite, tmp_path, unchanged
+):
+    unchanged(tiny_model)
+    result = quantize(tiny_model, QuantizationConfig(mode=mode), tmp_path / mode, data=digits_data)
+
+    # Dynamic-range quantization leaves tensors under 1024 elements in float (a converter rule): judge the rest.
+    min_elements = 1024 if mode == "dynamic_range" else 0
+    stored = [t for t in kernels(result.tflite_path) if t.values.size >= min_elements]
+    assert stored and {t.type_name for t in stored} == {kernel_type}
+    runner = TfliteRunner(result.tflite_path)
+    assert runner.input_dtype == io_type and runner.output_dtype == io_type
+    float_accuracy = evaluate_tflite(float_tflite.tflite_path, digits_data, FAST_EVAL).accuracy
+    accuracy = evaluate_tflite(result.tflite_path, digits_data, FAST_EVAL).accuracy
+    assert accuracy >= float_accuracy - 0.03, f"{mode}: {accuracy:.3f} vs float {float_accuracy:.3f}"
+    assert result.top1_agreement >= 0.9
+    assert json.loads((tmp_path / mode / CONFIG_FILE).read_text())["mode"] == mode
+    assert json.loads((tmp_path / mode / VALIDATION_FILE).read_text())["max_abs_diff"] == result.max_abs_diff
+
+
+def test_int16x8_keeps_int16_activations(tiny_model, digits_data, tmp_path):
+    result = quantize(tiny_model, QuantizationConfig(mode="int16x8"), tmp_path / "q", data=digits_data)
+    details = TfliteRunner(result.tflite_path).interpreter.get_tensor_details()
+    assert any(detail["dtype"] == np.int16 for detail in details)
+
+
+def test_int8_shrinks_weights_four_times(tiny_model, digits_data, float_tflite, tmp_path):
+    result = quantize(tiny_model, QuantizationConfig(mode="full_integer"), tmp_path / "q", data=digits_data)
+    float_bytes = sum(t.values.nbytes for t in kernels(float_tflite.tflite_path))
+    int8_bytes = sum(t.values.nbytes for t in kernels(result.tflite_path))
+    assert float_bytes == 4 * int8_bytes
+
+
+def test_explicit_calibration_inputs_are_used(tiny_model, digits_data, tmp_path):
+    inputs, _ = digits_data.arrays("train")
+    # Calibrating on all-zero images squeezes the activation ranges: the model stops agreeing with float.
+    with pytest.raises(ConversionError, match="disagrees with the Keras model"):
+        quantize(
+            tiny_model,
+            QuantizationConfig(mode="full_integer", validation=ValidationConfig(min_top1_agreement=0.9)),
+            tmp_path / "zeros",
+            data=digits_data,
+            calibration_inputs=np.zeros_like(inputs[:50]),
+        )
+    assert not (tmp_path / "zeros").exists()
+    good = quantize(
+        tiny_model,
+        QuantizationConfig(mode="full_integer"),
+        tmp_path / "real",
+        data=digits_data,
+        calibration_inputs=inputs[:50],
+    )
+    assert good.top1_agreement >= 0.9
+
+
+def test_validation_failure_publishes_nothing(tiny_model, digits_data, tmp_path):
+    config = QuantizationConfig(mode="full_integer", validation=ValidationConfig(max_abs_diff=1e-9))
+    with pytest.raises(ConversionError, match=r"max_abs_diff .* > 1e-09"):
+        quantize(tiny_model, config, tmp_path / "out", data=digits_data)
+    assert list(tmp_path.iterdir()) == []
