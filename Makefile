@@ -2,7 +2,7 @@
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
 
-.PHONY: env install demo test lint format bench clean
+.PHONY: env install demo test lint format docs clean
 
 env:
 	$(IN_ENV) --build
@@ -27,6 +27,9 @@ lint: install
 format: install
 	$(IN_ENV) ruff format .
 	$(IN_ENV) ruff check --fix .
+
+docs: install
+	$(IN_ENV) python -m edgeopt.components.docs
 
 clean:
 	rm -rf demo-output build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Generate the config tables in each technique's README from the schema, so docs cannot drift from code.
+
+Run `python -m edgeopt.components.docs` (or `make docs`) after changing a config; a test fails while a README is
+out of date.
+"""
+
+import enum
+import sys
+import typing
+from pathlib import Path
+
+import pydantic
+from pydantic.fields import FieldInfo
+
+START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+COMPONENTS = Path(__file__).resolve().parent
+
+README_CONFIGS = {
+    "quantization": ["edgeopt.components.quantization.config.QuantizationConfig"],
+    "export": ["edgeopt.components.export.config.ExportConfig", "edgeopt.components.export.config.ValidationConfig"],
+    "qat": ["edgeopt.components.qat.config.QatConfig"],
+    "pruning": ["edgeopt.components.pruning.config.PruningConfig"],
+    "clustering": ["edgeopt.components.clustering.config.ClusteringConfig"],
+    "evaluation": [
+        "edgeopt.components.evaluation.config.EvaluationConfig",
+        "edgeopt.components.evaluation.config.GateConfig",
+    ],
+    "recipes": ["edgeopt.components.recipes.config.RecipeConfig"],
+}
+
+
+def _load(dotted: str):
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _type_name(annotation) -> str:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return " \\| ".join(f"`{member.value}`" for member in annotation)
+    if isinstance(annotation, type):
+        return annotation.__name__
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(arg) for arg in args) + (
+            " or null" if len(args) < len(typing.get_args(annotation)) else ""
+        )
+    if origin is list:
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    return str(annotation).replace("typing.", "")
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, pydantic.BaseModel):
+        return f"{type(value).__name__}()"
+    return f"`{value!r}`".replace("|", "\\|")
+
+
+def config_table(config_class) -> str:
+    rows = [f"**{config_class.__name__}**: {config_class.__doc__.strip().splitlines()[0]}", "",
+            "| field | type | default | description |", "|---|---|---|---|"]  # fmt: skip
+    for name, field in config_class.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
+    return "\n".join(rows)
+
+
+def render_section(folder: str) -> str:
+    return "\n\n".join(config_table(_load(dotted)) for dotted in README_CONFIGS[folder])
+
+
+def update_readme(folder: str, *, write: bool) -> bool:
+    """Returns True when the README's table is current; rewrites it when `write`."""
+    path = COMPONENTS / folder / "README.md"
+    text = path.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    updated = f"{before}{START}\n{render_section(folder)}\n{END}{after}"
+    if write and updated != text:
+        path.write_text(updated)
+    return updated == text
+
+
+def main() -> int:
+    stale = [folder for folder in README_CONFIGS if not update_readme(folder, write=True)]
+    for folder in stale:
+        print(f"updated components/{folder}/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
