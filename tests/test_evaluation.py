@@ -40,3 +40,13 @@ def test_gate_lists_every_reason():
     assert len(verdict.reasons) == 4
     assert verdict.reasons[0] == "accuracy drop 5.00 pt > max_accuracy_drop 0.5"
     assert verdict.reasons[1] == "size ratio 2.00 < min_size_ratio 4.0"
+
+
+def test_gate_checks_the_champion_only_when_one_is_given():
+    baseline = _evaluation(1000, 900, 0.95, 1.0)
+    candidate = _evaluation(250, 200, 0.94, 0.5)
+    gate = GateConfig(max_accuracy_drop=2.0, champion_max_accuracy_drop=0.5)
+    assert apply_gate(candidate, baseline, gate).passed
+    verdict = apply_gate(candidate, baseline, gate, champion=_evaluation(250, 200, 0.96, 0.5))
+    assert verdict.reasons == ["accuracy drop vs champion 2.00 pt > champion_max_accuracy_drop 0.5"]
+    assert apply_gate(candidate, baseline, gate, champion=_evaluation(250, 200, 0.942, 0.5)).passed

@@ -29,3 +29,11 @@ class GateConfig(StrictConfig):
         None, gt=0, description="Smallest accepted ratio of gzip sizes (the over-the-air payload)."
     )
     max_latency_ms: float | None = pydantic.Field(None, gt=0, description="Largest accepted p50 latency in ms.")
+    champion_max_accuracy_drop: float | None = pydantic.Field(
+        0.0,
+        ge=0,
+        description=(
+            "When a champion model is given (e.g. the registry's current champion), the largest accepted accuracy "
+            "drop against it in percentage points, both measured on the same eval data in the same run."
+        ),
+    )

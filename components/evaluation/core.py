@@ -101,8 +101,14 @@ def compare(candidate: Evaluation, reference: Evaluation) -> Comparison:
     )
 
 
-def apply_gate(candidate: Evaluation, baseline: Evaluation, gate: GateConfig) -> GateResult:
-    """Passes a candidate only if it meets every set threshold; each miss is one reason."""
+def apply_gate(
+    candidate: Evaluation, baseline: Evaluation, gate: GateConfig, champion: Evaluation | None = None
+) -> GateResult:
+    """Passes a candidate only if it meets every set threshold; each miss is one reason.
+
+    Thresholds are against the float baseline; with a `champion` (the model in production, measured on the same
+    data), the candidate must also not lose more than `champion_max_accuracy_drop` points against it.
+    """
     comparison = compare(candidate, baseline)
     reasons = []
     if gate.max_accuracy_drop is not None and comparison.accuracy_drop > gate.max_accuracy_drop:
@@ -113,4 +119,9 @@ def apply_gate(candidate: Evaluation, baseline: Evaluation, gate: GateConfig) ->
         reasons.append(f"gzip ratio {comparison.gzip_ratio:.2f} < min_gzip_ratio {gate.min_gzip_ratio}")
     if gate.max_latency_ms is not None and candidate.latency_ms["p50"] > gate.max_latency_ms:
         reasons.append(f"p50 latency {candidate.latency_ms['p50']:.3f} ms > max_latency_ms {gate.max_latency_ms}")
+    if champion is not None and gate.champion_max_accuracy_drop is not None:
+        drop = (champion.accuracy - candidate.accuracy) * 100.0
+        if drop > gate.champion_max_accuracy_drop:
+            limit = gate.champion_max_accuracy_drop
+            reasons.append(f"accuracy drop vs champion {drop:.2f} pt > champion_max_accuracy_drop {limit}")
     return GateResult(passed=not reasons, reasons=reasons)

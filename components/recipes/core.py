@@ -87,9 +87,15 @@ def evaluate_baseline(
     return evaluate_tflite(conversion.tflite_path, data, evaluation), conversion.to_dict()
 
 
-def candidate_record(recipe: RecipeConfig, evaluation: Evaluation, baseline: Evaluation, steps: list[dict]) -> dict:
+def candidate_record(
+    recipe: RecipeConfig,
+    evaluation: Evaluation,
+    baseline: Evaluation,
+    steps: list[dict],
+    champion: Evaluation | None = None,
+) -> dict:
     comparison = compare(evaluation, baseline)
-    gate = apply_gate(evaluation, baseline, recipe.gate)
+    gate = apply_gate(evaluation, baseline, recipe.gate, champion)
     conversion = steps[-1]["result"]
     return {
         "recipe": recipe.name,
@@ -139,11 +145,15 @@ def optimize(
     data: TrainingData,
     evaluation: EvaluationConfig | None = None,
     calibration_inputs: np.ndarray | None = None,
+    champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
     verbose: int = 2,
 ) -> dict:
     """Runs every recipe on `model_path`, measures each candidate against the float TFLite baseline, and writes
     report.json and report.md into `output_dir`.
+
+    With `champion_tflite` (the model now in production), the champion is measured on the same eval data in the
+    same run and every gate also checks the candidate against it.
 
     A recipe that fails is reported with its error and a failed gate; the others still run. The input model is
     never modified (its digest is checked at the end).
@@ -166,6 +176,7 @@ def optimize(
     baseline, baseline_conversion = evaluate_baseline(
         model_path, output_dir, data=data, evaluation=evaluation, allow_unsafe=allow_unsafe
     )
+    champion = evaluate_tflite(champion_tflite, data, evaluation) if champion_tflite else None
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
         progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
@@ -179,7 +190,8 @@ def optimize(
                 allow_unsafe=allow_unsafe,
                 verbose=verbose,
             )
-            record = candidate_record(recipe, evaluate_tflite(tflite_path, data, evaluation), baseline, steps)
+            evaluated = evaluate_tflite(tflite_path, data, evaluation)
+            record = candidate_record(recipe, evaluated, baseline, steps, champion)
         except EdgeoptError as err:
             progress.say(f"recipe {recipe.name} failed: {err}")
             record = failed_record(recipe, err)
@@ -206,6 +218,8 @@ def optimize(
         "evaluation": evaluation.to_dict(),
         "candidates": candidates,
     }
+    if champion is not None:
+        report["champion"] = champion.to_dict()
     write_report(report, output_dir)
     return report
 
