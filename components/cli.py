@@ -7,8 +7,10 @@ from importlib import resources
 from pathlib import Path
 
 from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components.calibration import cli_commands as calibration_commands
 
 EXIT_USAGE_ERROR = 2
+DEMO_CALIBRATION_SIZE = 300
 
 
 def default_recipe_paths() -> list[Path]:
@@ -41,8 +43,11 @@ def _finish(report: dict, out: Path, verbose: int):
 
 def run_demo(args) -> int:
     from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components.calibration.config import CalibrationConfig
+    from edgeopt.components.calibration.core import sample_calibration_data
+    from edgeopt.components.calibration.sweep import calibration_sweep
     from edgeopt.components.demo.digits import digits_data_spec, train_digits_baseline, write_digits_examples
-    from edgeopt.components.recipes.core import optimize
+    from edgeopt.components.recipes.core import optimize, write_report
 
     out = Path(args.out)
     examples, baseline = out / "data", out / "baseline_model"
@@ -55,7 +60,30 @@ def run_demo(args) -> int:
         train_digits_baseline(examples, baseline, verbose=args.verbose)
     recipes = load_recipes(args.recipe or default_recipe_paths())
     data = load_training_data(examples, data_spec=digits_data_spec())
-    report = optimize(baseline, recipes, out, data=data, evaluation=_evaluation_config(args), verbose=args.verbose)
+    calibration = CalibrationConfig(size=DEMO_CALIBRATION_SIZE, label_key="label")
+    print(f"[edgeopt] sampling {calibration.size} calibration examples with Apache Beam into {out / 'calibration'}")
+    sample_calibration_data(examples, calibration, out / "calibration")
+    report = optimize(
+        baseline,
+        recipes,
+        out,
+        data=data,
+        evaluation=_evaluation_config(args),
+        calibration_dir=out / "calibration",
+        verbose=args.verbose,
+    )
+    if args.sweep_sizes:
+        print(f"[edgeopt] calibration-size sweep: {args.sweep_sizes}", flush=True)
+        report["calibration_sweep"] = calibration_sweep(
+            baseline,
+            examples,
+            [int(size) for size in args.sweep_sizes.split(",")],
+            out / "calibration-sweep",
+            data=data,
+            calibration=calibration,
+            baseline_accuracy=report["baseline"]["accuracy"],
+        )
+        write_report(report, out)
     return _finish(report, out, args.verbose)
 
 
@@ -72,6 +100,7 @@ def run_optimize(args) -> int:
         out,
         data=data,
         evaluation=_evaluation_config(args),
+        calibration_dir=args.calibration,
         allow_unsafe=args.allow_unsafe_model,
         verbose=args.verbose,
     )
@@ -107,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--recipe", action="append", help="recipe YAML (repeatable; default: all in configs/recipes)")
     demo.add_argument("--retrain", action="store_true", help="rewrite the data and retrain the baseline")
+    demo.add_argument(
+        "--sweep-sizes",
+        default="50,100,300,1000",
+        help="calibration sizes for the int8 accuracy sweep (default 50,100,300,1000; empty to skip)",
+    )
     _add_measurement_args(demo)
     demo.set_defaults(handler=run_demo)
 
@@ -118,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--module-file", help="Python module with input_fn(file_pattern, batch_size)")
     optimize.add_argument("--recipe", action="append", required=True, help="recipe YAML (repeatable)")
     optimize.add_argument("--out", required=True, help="output folder for candidates and reports")
+    optimize.add_argument("--calibration", help="calibration artifact from `edgeopt sample` for int8/16x8 steps")
     optimize.add_argument(
         "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"
     )
@@ -131,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("recipe", nargs="+", help="recipe YAML files")
     validate.add_argument("--show", action="store_true", help="print each resolved config as JSON")
     validate.set_defaults(handler=run_validate)
+
+    calibration_commands.add_commands(commands)
     return parser
 
 

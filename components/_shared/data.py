@@ -128,37 +128,38 @@ def load_module_input_fn(module_file: str | os.PathLike) -> Callable:
 class TrainingData:
     """Where fine-tuning, calibration and evaluation read their examples from.
 
-    `make_dataset(split, batch_size)` returns one epoch of batched (inputs, integer label) pairs.
+    `dataset_from_files(files, batch_size)` returns one epoch of batched (inputs, integer label) pairs read from
+    tf.Example files, through the data spec or the user's input_fn; splits are `examples/Split-NAME/`.
     """
 
-    make_dataset: Callable[[str, int], "tf.data.Dataset"]
+    examples: str
+    dataset_from_files: Callable[[list[str], int], "tf.data.Dataset"]
     train_split: str
     eval_split: str
     description: str
     _arrays_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def train(self, batch_size: int) -> "tf.data.Dataset":
-        return self.make_dataset(self.train_split, batch_size)
-
-    def eval(self, batch_size: int) -> "tf.data.Dataset":
-        return self.make_dataset(self.eval_split, batch_size)
+    def make_dataset(self, split: str, batch_size: int) -> "tf.data.Dataset":
+        return self.dataset_from_files(split_files(self.examples, split), batch_size)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The whole split as numpy (inputs, labels), read once; fine-tuning, calibration and evaluation share it."""
         if split not in self._arrays_cache:
-            self._arrays_cache[split] = self._read_arrays(split)
+            self._arrays_cache[split] = self.arrays_from_files(split_files(self.examples, split), f"split '{split}'")
         return self._arrays_cache[split]
 
-    def _read_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def arrays_from_files(self, files: list[str], what: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) of tf.Example files, e.g. a calibration artifact's records, parsed like the splits."""
+        what = what or ", ".join(files)
         inputs, labels = [], []
         try:
-            for batch_inputs, batch_labels in self.make_dataset(split, 256):
+            for batch_inputs, batch_labels in self.dataset_from_files(files, 256):
                 inputs.append(np.asarray(batch_inputs))
                 labels.append(np.asarray(batch_labels))
         except tf.errors.OpError as err:
-            raise DataError(f"cannot read split '{split}' from {self.description}: {err.message}") from err
+            raise DataError(f"cannot read {what} from {self.description}: {err.message}") from err
         if not inputs:
-            raise DataError(f"split '{split}' of {self.description} is empty")
+            raise DataError(f"{what} of {self.description} is empty")
         return np.concatenate(inputs), np.concatenate(labels).reshape(-1)
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -187,8 +188,8 @@ def load_training_data(
         train_split = train_split or spec.train_split
         eval_split = eval_split or spec.eval_split
 
-        def make_dataset(split, batch_size):
-            return dataset_from_spec(spec, split_files(examples, split), batch_size)
+        def dataset_from_files(files, batch_size):
+            return dataset_from_spec(spec, files, batch_size)
 
         description = f"{examples} (data spec)"
     else:
@@ -196,8 +197,7 @@ def load_training_data(
         train_split = train_split or "train"
         eval_split = eval_split or "eval"
 
-        def make_dataset(split, batch_size):
-            files = split_files(examples, split)
+        def dataset_from_files(files, batch_size):
             dataset = input_fn(files, batch_size)
             if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
                 raise DataError(
@@ -207,4 +207,4 @@ def load_training_data(
             return dataset
 
         description = f"{examples} (input_fn from {module_file})"
-    return TrainingData(make_dataset, train_split, eval_split, description)
+    return TrainingData(str(examples), dataset_from_files, train_split, eval_split, description)

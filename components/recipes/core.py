@@ -15,6 +15,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
+from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import Evaluation, apply_gate, compare, evaluate_tflite
 from edgeopt.components.export.config import ExportConfig
@@ -144,6 +145,7 @@ def optimize(
     *,
     data: TrainingData,
     evaluation: EvaluationConfig | None = None,
+    calibration_dir: str | os.PathLike | None = None,
     calibration_inputs: np.ndarray | None = None,
     champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
@@ -151,6 +153,9 @@ def optimize(
 ) -> dict:
     """Runs every recipe on `model_path`, measures each candidate against the float TFLite baseline, and writes
     report.json and report.md into `output_dir`.
+
+    Calibrated quantization uses the calibration artifact in `calibration_dir` (from `sample_calibration_data`)
+    when given, else `calibration_inputs`, else a seeded random slice of the training split.
 
     With `champion_tflite` (the model now in production), the champion is measured on the same eval data in the
     same run and every gate also checks the candidate against it.
@@ -177,6 +182,19 @@ def optimize(
         model_path, output_dir, data=data, evaluation=evaluation, allow_unsafe=allow_unsafe
     )
     champion = evaluate_tflite(champion_tflite, data, evaluation) if champion_tflite else None
+    calibration = {"source": "training split, seeded random slice per quantize step"}
+    if calibration_dir is not None:
+        calibration_inputs = load_calibration_inputs(calibration_dir, data)
+        manifest = read_manifest(calibration_dir)
+        calibration = {
+            "source": "calibration artifact",
+            "path": str(calibration_dir),
+            "count": manifest["count"],
+            "data_sha256": manifest["data_sha256"],
+            "per_class": manifest["per_class"],
+        }
+    elif calibration_inputs is not None:
+        calibration = {"source": "caller-provided inputs", "count": len(calibration_inputs)}
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
         progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
@@ -216,6 +234,7 @@ def optimize(
             "num_eval_examples": baseline.num_eval_examples,
         },
         "evaluation": evaluation.to_dict(),
+        "calibration": calibration,
         "candidates": candidates,
     }
     if champion is not None:
@@ -270,5 +289,22 @@ def render_markdown(report: dict) -> str:
         f"{baseline['num_eval_examples']} examples (accuracy resolution {100 / baseline['num_eval_examples']:.2f} pt). "
         f"Latency: {evaluation['timed_runs']} single-example runs after {evaluation['warmup_runs']} warm-up runs, "
         f"{evaluation['num_threads']} thread(s), LiteRT interpreter. Ratios are against the float TFLite baseline; "
-        "speedup = baseline p50 / candidate p50.\n\n" + render_table(report) + "\n"
+        "speedup = baseline p50 / candidate p50.\n\n" + render_table(report) + "\n" + render_calibration(report)
     )
+
+
+def render_calibration(report: dict) -> str:
+    calibration = report.get("calibration", {})
+    text = f"\nCalibration data: {calibration.get('source', 'unknown')}"
+    if "data_sha256" in calibration:
+        text += f", {calibration['count']} examples, data_sha256 {calibration['data_sha256'][:16]}"
+    text += ".\n"
+    sweep = report.get("calibration_sweep")
+    if sweep:
+        text += "\n## Calibration-size sweep (full-integer int8)\n\n"
+        text += "| size | taken | accuracy | drop (pt) |\n|---:|---:|---:|---:|\n"
+        text += "".join(
+            f"| {row['size']} | {row['count']} | {row['accuracy']:.4f} | {row['accuracy_drop']:.2f} |\n"
+            for row in sweep
+        )
+    return text
