@@ -61,6 +61,8 @@ def source_files(examples: str | os.PathLike, splits: list[str]) -> tuple[str, l
             files += sorted(str(p) for p in folder.iterdir() if p.is_file())
         if not files:
             raise DataError(f"the source is empty: no files in {examples}/Split-{{{','.join(splits)}}}/")
+        for name in files:
+            _check_gzip(name)
         return "tfrecord", files
     csv_files = sorted(str(p) for p in path.glob("*.csv")) if path.is_dir() else sorted(map(str, Path().glob(examples)))
     if path.is_file():
@@ -68,6 +70,16 @@ def source_files(examples: str | os.PathLike, splits: list[str]) -> tuple[str, l
     if not csv_files:
         raise DataError(f"the source is empty: {examples} is neither a TFX Examples folder (Split-NAME/) nor CSV files")
     return "csv", csv_files
+
+
+def _check_gzip(name: str):
+    """Beam's reader reports a broken gzip stream without the file's name; check each file's header first."""
+    if not name.endswith(".gz"):
+        return
+    with open(name, "rb") as handle:
+        header = handle.read(2)
+    if header and header != b"\x1f\x8b":
+        raise DataError(f"{name} is not gzip-compressed; Examples files must be gzipped tf.Example TFRecords")
 
 
 def source_fingerprint(files: list[str]) -> str:
