@@ -16,6 +16,7 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 COMPONENTS = Path(__file__).resolve().parent
 
 README_CONFIGS = {
+    "calibration": ["edgeopt.components.calibration.config.CalibrationConfig"],
     "quantization": ["edgeopt.components.quantization.config.QuantizationConfig"],
     "export": ["edgeopt.components.export.config.ExportConfig", "edgeopt.components.export.config.ValidationConfig"],
     "qat": ["edgeopt.components.qat.config.QatConfig"],
