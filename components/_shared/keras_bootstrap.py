@@ -1,17 +1,24 @@
-"""The one place that selects Keras 2 (tf-keras) for TensorFlow; import it before anything imports TensorFlow.
+"""TensorFlow with Keras 2 (tf-keras): the `tf`, `keras` and lazily `tfmot` every technique uses.
 
-tfmot 0.8 only wraps Keras 2 models, and TensorFlow picks its Keras implementation once, at first import, from
-TF_USE_LEGACY_KERAS. tfmot flips that variable itself as an import side effect; doing it explicitly here, first,
-makes the choice visible and independent of import order.
+TF_USE_LEGACY_KERAS is set by the package's __init__, which Python runs before this module. If TensorFlow was
+imported before edgeopt (by the caller, or by tfx imported first), it already chose Keras 3 and tfmot cannot wrap
+the model: that is detected here and reported with the fix.
 """
 
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
+
+from edgeopt.components._shared.errors import EdgeoptError  # noqa: E402
+
+if tf.keras.Model is not keras.Model:
+    raise EdgeoptError(
+        "TensorFlow was imported with Keras 3 before edgeopt; tfmot needs Keras 2. Import edgeopt before tensorflow "
+        "and tfx, or set TF_USE_LEGACY_KERAS=1 in the environment"
+    )
 
 __all__ = ["tf", "keras"]  # and `tfmot`, loaded on first access
 

@@ -125,3 +125,29 @@ def apply_gate(
             limit = gate.champion_max_accuracy_drop
             reasons.append(f"accuracy drop vs champion {drop:.2f} pt > champion_max_accuracy_drop {limit}")
     return GateResult(passed=not reasons, reasons=reasons)
+
+
+def measure_candidate(
+    evaluation: Evaluation,
+    baseline: Evaluation,
+    gate: GateConfig,
+    champion: Evaluation | None = None,
+    conversion: dict | None = None,
+) -> dict:
+    """A candidate's numbers as report.json holds them: sizes, ratios, accuracy, latency, gate verdict."""
+    comparison = compare(evaluation, baseline)
+    conversion = conversion or {}
+    return {
+        "tflite_path": evaluation.tflite_path,
+        "tflite_bytes": evaluation.tflite_bytes,
+        "gzip_bytes": evaluation.gzip_bytes,
+        "size_ratio": comparison.size_ratio,
+        "gzip_ratio": comparison.gzip_ratio,
+        "accuracy": evaluation.accuracy,
+        "accuracy_drop": comparison.accuracy_drop,
+        "latency_ms": evaluation.latency_ms,
+        "speedup": comparison.speedup,
+        "max_abs_diff": conversion.get("max_abs_diff"),
+        "top1_agreement": conversion.get("top1_agreement"),
+        "gate": apply_gate(evaluation, baseline, gate, champion).to_dict(),
+    }

@@ -17,7 +17,7 @@ from edgeopt.components._shared.model_io import model_digest, resolve_model_path
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
-from edgeopt.components.evaluation.core import Evaluation, apply_gate, compare, evaluate_tflite
+from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, measure_candidate
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
 from edgeopt.components.recipes.config import RecipeConfig
@@ -95,24 +95,11 @@ def candidate_record(
     steps: list[dict],
     champion: Evaluation | None = None,
 ) -> dict:
-    comparison = compare(evaluation, baseline)
-    gate = apply_gate(evaluation, baseline, recipe.gate, champion)
     conversion = steps[-1]["result"]
     return {
         "recipe": recipe.name,
         "steps": [step.technique for step in recipe.steps],
-        "tflite_path": evaluation.tflite_path,
-        "tflite_bytes": evaluation.tflite_bytes,
-        "gzip_bytes": evaluation.gzip_bytes,
-        "size_ratio": comparison.size_ratio,
-        "gzip_ratio": comparison.gzip_ratio,
-        "accuracy": evaluation.accuracy,
-        "accuracy_drop": comparison.accuracy_drop,
-        "latency_ms": evaluation.latency_ms,
-        "speedup": comparison.speedup,
-        "max_abs_diff": conversion["max_abs_diff"],
-        "top1_agreement": conversion["top1_agreement"],
-        "gate": gate.to_dict(),
+        **measure_candidate(evaluation, baseline, recipe.gate, champion, conversion),
         "config": recipe.to_dict(),
         "step_records": steps,
     }

@@ -1,0 +1,67 @@
+"""TFX face of recipes: `ModelOptimizer` runs a whole recipe (Model + Examples [+ CalibrationData] -> .tflite Model)."""
+
+import json
+import os
+import shutil
+
+from tfx.dsl.components.base import executor_spec
+
+from edgeopt.components._shared import tfx_component as face
+from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components.calibration.core import load_calibration_inputs
+from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.recipes.core import run_recipe
+
+STEPS_DIR = "steps"
+
+
+class ModelOptimizerSpec(face.ModelStepSpecBase):
+    pass
+
+
+class ModelOptimizerExecutor(face.ModelStepExecutor):
+    CONFIG_CLASS = RecipeConfig
+    OUTPUT_FORMAT = face.TFLITE_FORMAT
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        self._log_startup(input_dict, output_dict, exec_properties)
+        recipe = RecipeConfig.from_json(exec_properties[face.CONFIG_KEY])
+        data = face.training_data(input_dict, exec_properties)
+        output = face.single(output_dict, face.OUTPUT_MODEL_KEY)
+        calibration = None
+        if input_dict.get(face.CALIBRATION_KEY):
+            calibration = load_calibration_inputs(face.single_uri(input_dict, face.CALIBRATION_KEY), data)
+        tflite, steps = run_recipe(
+            face.single_uri(input_dict, face.MODEL_KEY),
+            recipe,
+            os.path.join(output.uri, STEPS_DIR),
+            data=data,
+            calibration_inputs=calibration,
+        )
+        # Intermediate models stay under steps/ for tracing; the served .tflite goes where the Pusher looks.
+        with atomic_output_dir(face.serving_dir(output)) as staging:
+            shutil.copy2(tflite, staging / "model.tflite")
+            (staging / "edgeopt_recipe.json").write_text(recipe.to_json())
+            (staging / "edgeopt_steps.json").write_text(json.dumps(steps, indent=2, default=str))
+        output.set_string_custom_property("recipe", recipe.name)
+        output.set_string_custom_property("technique_chain", recipe.technique_chain)
+        face.record_result(
+            output,
+            model_format=self.OUTPUT_FORMAT,
+            config=recipe,
+            result={key: value for key, value in steps[-1]["result"].items() if key != "tflite_path"},
+        )
+
+
+class ModelOptimizer(face.ModelStepComponent):
+    """Runs a recipe (e.g. prune -> quantize) in one step; the output Model holds Format-Serving/model.tflite.
+
+    Example:
+      optimizer = ModelOptimizer(model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+                                 config=RecipeConfig.from_yaml("configs/recipes/prune80_int8.yaml"),
+                                 calibration=sampler.outputs["calibration"], module_file="trainer_module.py")
+    """
+
+    SPEC_CLASS = ModelOptimizerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ModelOptimizerExecutor)
+    CONFIG_CLASS = RecipeConfig
