@@ -111,17 +111,30 @@ def dataset_from_spec(spec: DataSpec, files: list[str], batch_size: int) -> "tf.
 
 
 def load_module_input_fn(module_file: str | os.PathLike) -> Callable:
-    """Imports `input_fn(file_pattern, batch_size)` from a TFX-style module file."""
-    module_file = Path(module_file)
-    if not module_file.is_file():
-        raise DataError(f"module file {module_file} does not exist")
-    spec = importlib.util.spec_from_file_location(f"edgeopt_user_module_{module_file.stem}", module_file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Imports `input_fn(file_pattern, batch_size)` from a TFX-style module: a file path, or an importable module
+    name (e.g. `mypackage.trainer_module`, which also resolves inside a container image)."""
+    module_file = str(module_file)
+    if is_module_name(module_file):
+        try:
+            module = importlib.import_module(module_file)
+        except ImportError as err:
+            raise DataError(f"cannot import module {module_file}: {err}") from err
+    else:
+        path = Path(module_file)
+        if not path.is_file():
+            raise DataError(f"module file {module_file} does not exist")
+        spec = importlib.util.spec_from_file_location(f"edgeopt_user_module_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     input_fn = getattr(module, "input_fn", None)
     if not callable(input_fn):
         raise DataError(f"{module_file} defines no input_fn(file_pattern, batch_size); add one as in a Trainer module")
     return input_fn
+
+
+def is_module_name(module_file: str) -> bool:
+    """`a.b.c` names a module; anything with a path separator or a .py suffix names a file."""
+    return "/" not in module_file and os.sep not in module_file and not module_file.endswith(".py")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What every edgeopt TFX component shares: artifact keys, the calibration artifact type, and executors that only
 map artifacts to paths, rebuild configs from exec properties, and call the core."""
 
+import importlib.util
 import json
 import os
 
@@ -10,7 +11,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from edgeopt.components import __version__
-from edgeopt.components._shared.data import DataSpec, TrainingData, load_training_data
+from edgeopt.components._shared.data import DataSpec, TrainingData, is_module_name, load_training_data
 from edgeopt.components._shared.errors import ConfigError
 
 # Artifact and property keys (module constants, as in tfx/types/standard_component_specs.py).
@@ -35,7 +36,7 @@ KERAS_FORMAT, TFLITE_FORMAT = "keras_saved_model", "tflite"
 class CalibrationData(types.Artifact):
     """A calibration sample: data.tfrecord.gz and manifest.json from the calibration sampler."""
 
-    TYPE_NAME = "EdgeoptCalibrationData"
+    TYPE_NAME = "edgeopt.CalibrationData"
     TYPE_ANNOTATION = None
 
 
@@ -69,6 +70,11 @@ def data_source_properties(data_spec=None, module_file=None) -> dict:
         if isinstance(data_spec, (str, os.PathLike)) and str(data_spec).endswith((".yaml", ".yml")):
             data_spec = DataSpec.from_yaml(data_spec)
         return {DATA_SPEC_KEY: validated_config(DataSpec, data_spec).to_json()}
+    module_file = str(module_file)
+    if is_module_name(module_file):
+        if importlib.util.find_spec(module_file) is None:
+            raise ConfigError(f"module_file {module_file} is not an importable module; pass a file or a module name")
+        return {MODULE_FILE_KEY: module_file}
     if not os.path.isfile(module_file):
         raise ConfigError(f"module_file {module_file} does not exist; pass the Trainer module with input_fn")
     return {MODULE_FILE_KEY: os.path.abspath(module_file)}

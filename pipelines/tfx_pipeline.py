@@ -1,0 +1,148 @@
+"""A production-shaped TFX pipeline with an optimize step after the Trainer, run with LocalDagRunner or compiled
+for Kubeflow with KubeflowV2DagRunner.
+
+CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> CalibrationSampler -> TFLiteExporter (float baseline)
+  -> per recipe: ModelOptimizer -> CompressionEvaluator (ModelBlessing) -> Pusher (pushes only blessed .tflite)
+"""
+
+import os
+from pathlib import Path
+
+from tfx import v1 as tfx
+
+from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components.calibration.tfx_component import CalibrationSampler
+from edgeopt.components.evaluation.tfx_component import CompressionEvaluator
+from edgeopt.components.export.tfx_component import TFLiteExporter
+from edgeopt.components.recipes.tfx_component import ModelOptimizer
+from edgeopt.pipelines.config import PipelineConfig
+
+# A module name, not a file path: it resolves wherever edgeopt is installed, the Kubeflow image included.
+TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
+TRAIN_STEPS = 45  # one epoch of the digits train split at batch 32; the module's run_fn sets its own epochs
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    *,
+    data_root: str,
+    pipeline_root: str,
+    serving_root: str,
+    metadata_path: str | None = None,
+    config_dir: str | None = None,
+    module_file: str = TRAINER_MODULE,
+    beam_pipeline_args: list[str] | None = None,
+    tracking: str | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; every edgeopt component validates its config here, before anything runs.
+
+    Args:
+      config: recipes, calibration and evaluation settings.
+      data_root: folder with the CSV files CsvExampleGen reads.
+      pipeline_root: where TFX writes artifacts.
+      serving_root: the Pushers write blessed .tflite files under serving_root/RECIPE/.
+      metadata_path: SQLite MLMD file (LocalDagRunner); None when compiling for Kubeflow.
+      config_dir: folder relative recipe paths in the config are resolved against.
+      module_file: the Trainer module's import name; its run_fn trains, its input_fn feeds the fine-tuning steps.
+      tracking: TrackingConfig JSON for MLflow logging by the evaluators (None: no tracking).
+    """
+    recipes = config.load_recipes(config_dir)
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    trainer = tfx.components.Trainer(
+        run_fn=f"{module_file}.run_fn",
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=TRAIN_STEPS),
+        eval_args=tfx.proto.EvalArgs(num_steps=5),
+        custom_config={"epochs": config.trainer_epochs},
+    )
+    examples = example_gen.outputs["examples"]
+    sampler = CalibrationSampler(examples=examples, config=config.calibration)
+    baseline = TFLiteExporter(model=trainer.outputs["model"], examples=examples, module_file=module_file).with_id(
+        "BaselineExporter"
+    )
+    components = [example_gen, statistics_gen, schema_gen, trainer, sampler, baseline]
+    for recipe in recipes:
+        optimizer = ModelOptimizer(
+            model=trainer.outputs["model"],
+            examples=examples,
+            calibration=sampler.outputs["calibration"],
+            config=recipe,
+            module_file=module_file,
+        ).with_id(f"Optimize_{recipe.name}")
+        evaluator = CompressionEvaluator(
+            model=optimizer.outputs["output_model"],
+            baseline_model=baseline.outputs["output_model"],
+            examples=examples,
+            gate=recipe.gate,
+            evaluation=config.evaluation,
+            module_file=module_file,
+            tracking=tracking,
+        ).with_id(f"Evaluate_{recipe.name}")
+        pusher = tfx.components.Pusher(
+            model=optimizer.outputs["output_model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(serving_root, recipe.name))
+            ),
+        ).with_id(f"Push_{recipe.name}")
+        components += [optimizer, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path) if metadata_path else None
+        ),
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def run_local(config: PipelineConfig, root: str | os.PathLike, *, config_dir=None, tracking=None) -> dict:
+    """Runs the pipeline with LocalDagRunner (Beam DirectRunner) under `root`; returns where things are.
+
+    The digits CSV is written to root/data on first use; MLMD is root/metadata.sqlite.
+    """
+    from edgeopt.components.demo.digits import write_digits_examples
+
+    root = Path(root).resolve()
+    data_root = root / "data" / "csv"
+    if not data_root.exists():
+        write_digits_examples(root / "data")
+    paths = {
+        "data_root": str(data_root),
+        "pipeline_root": str(root / "pipeline"),
+        "serving_root": str(root / "serving"),
+        "metadata_path": str(root / "metadata.sqlite"),
+    }
+    pipeline = create_pipeline(config, config_dir=config_dir, tracking=tracking, **paths)
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    return paths
+
+
+def compile_for_kubeflow(config: PipelineConfig, output_file: str | os.PathLike, *, config_dir=None) -> str:
+    """Compiles the pipeline to Kubeflow Pipelines v2 JSON with KubeflowV2DagRunner, naming `config.image`.
+
+    Paths are placeholders under /data and /pipeline-root; a deployment overrides them. A gs:// root would make
+    TensorFlow contact Cloud Storage at compile time, so the default is a local-style path.
+    """
+    output_file = Path(output_file)
+    pipeline = create_pipeline(
+        config,
+        data_root="/data/csv",
+        pipeline_root="/pipeline-root",
+        serving_root="/serving",
+        config_dir=config_dir,
+    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image),
+        output_dir=str(output_file.parent),
+        output_filename=output_file.name,
+    )
+    runner.run(pipeline, write_out=True)
+    if not output_file.exists():
+        raise EdgeoptError(f"KubeflowV2DagRunner wrote no {output_file}")
+    return str(output_file)
