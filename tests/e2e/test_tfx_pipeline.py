@@ -1,0 +1,139 @@
+"""The TFX pipeline end to end with LocalDagRunner: MLMD states, blessings, pushes, caching, partial re-runs, and
+the Kubeflow compile."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from edgeopt.pipelines.config import PipelineConfig
+from edgeopt.pipelines.tfx_pipeline import compile_for_kubeflow, run_local
+from tests.helpers import kernels
+
+COMPLETE = metadata_store_pb2.Execution.COMPLETE
+CACHED = metadata_store_pb2.Execution.CACHED
+# fp16 can never be 10x smaller than float: this recipe fails its gate on purpose.
+FAILING_RECIPE = {
+    "name": "fp16_strict",
+    "steps": [{"technique": "quantize", "config": {"mode": "float16"}}],
+    "gate": {"min_size_ratio": 10.0},
+}
+
+
+def open_store(path) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    return metadata_store.MetadataStore(config)
+
+
+def executions_by_node(store, run_index: int) -> dict:
+    """{node id: execution state} for the run_index-th pipeline run (0 = first)."""
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda context: context.create_time_since_epoch)
+    states = {}
+    for execution in store.get_executions_by_context(runs[run_index].id):
+        node = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == _node_type(store)]
+        states[node[0].split(".", 1)[1]] = execution.last_known_state
+    return states
+
+
+def _node_type(store) -> int:
+    return store.get_context_type("node").id
+
+
+def artifacts_of(store, node: str, type_name: str, run_index: int = -1):
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda context: context.create_time_since_epoch)
+    node_context = store.get_context_by_type_and_name("node", f"edgeopt-digits.{node}")
+    in_run = {a.id for a in store.get_artifacts_by_context(runs[run_index].id)}
+    type_id = store.get_artifact_type(type_name).id
+    return [a for a in store.get_artifacts_by_context(node_context.id) if a.type_id == type_id and a.id in in_run]
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(tmp_path_factory):
+    """Runs the pipeline three times: fresh, unchanged (cached), and with one recipe's step config changed."""
+    root = tmp_path_factory.mktemp("tfx")
+    recipe_file = root / "fp16_strict.yaml"
+    recipe_file.write_text(yaml.safe_dump(FAILING_RECIPE))
+    config = PipelineConfig(
+        recipes=["ptq_int8", str(recipe_file)],
+        trainer_epochs=3,
+        evaluation={"timed_runs": 5, "warmup_runs": 1},
+    )
+    paths = run_local(config, root)
+    run_local(config, root)
+    changed = dict(
+        FAILING_RECIPE, steps=[{"technique": "quantize", "config": {"mode": "float16", "calibration_seed": 1}}]
+    )
+    recipe_file.write_text(yaml.safe_dump(changed))
+    run_local(config, root)
+    return paths, open_store(paths["metadata_path"])
+
+
+EXPECTED_NODES = {
+    "CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "CalibrationSampler", "BaselineExporter",
+    "Optimize_ptq_int8", "Evaluate_ptq_int8", "Push_ptq_int8",
+    "Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict",
+}  # fmt: skip
+
+
+def test_first_run_completes_every_execution(pipeline_runs):
+    _, store = pipeline_runs
+    states = executions_by_node(store, 0)
+    assert set(states) == EXPECTED_NODES
+    assert set(states.values()) == {COMPLETE}
+
+
+def test_only_the_blessed_candidate_is_pushed(pipeline_runs):
+    paths, store = pipeline_runs
+    (blessed,) = artifacts_of(store, "Evaluate_ptq_int8", "ModelBlessing", run_index=0)
+    (refused,) = artifacts_of(store, "Evaluate_fp16_strict", "ModelBlessing", run_index=0)
+    assert blessed.custom_properties["blessed"].int_value == 1
+    assert refused.custom_properties["blessed"].int_value == 0
+    assert "min_size_ratio 10.0" in refused.custom_properties["gate_reasons"].string_value
+
+    pushed = list(Path(paths["serving_root"], "ptq_int8").glob("*/model.tflite"))
+    assert len(pushed) == 1
+    assert {t.type_name for t in kernels(pushed[0])} == {"INT8"}
+    assert not list(Path(paths["serving_root"]).glob("fp16_strict/*/model.tflite"))
+    (not_pushed,) = artifacts_of(store, "Push_fp16_strict", "PushedModel", run_index=0)
+    assert not_pushed.custom_properties["pushed"].int_value == 0
+
+
+def test_evaluation_numbers_are_recorded_in_the_artifact(pipeline_runs):
+    _, store = pipeline_runs
+    (evaluation,) = artifacts_of(store, "Evaluate_ptq_int8", "ModelEvaluation", run_index=0)
+    metrics = json.loads(Path(evaluation.uri, "metrics.json").read_text())
+    assert metrics["size_ratio"] == pytest.approx(evaluation.custom_properties["size_ratio"].double_value)
+    assert metrics["size_ratio"] > 3.5 and metrics["gate"]["passed"] is True
+
+
+def test_second_run_is_fully_cached(pipeline_runs):
+    _, store = pipeline_runs
+    states = executions_by_node(store, 1)
+    assert set(states) == EXPECTED_NODES
+    assert set(states.values()) == {CACHED}
+
+
+def test_changing_one_step_reruns_it_and_what_follows_only(pipeline_runs):
+    _, store = pipeline_runs
+    states = executions_by_node(store, 2)
+    rerun = {node for node, state in states.items() if state == COMPLETE}
+    assert rerun == {"Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict"}
+    assert {states[node] for node in EXPECTED_NODES - rerun} == {CACHED}
+
+
+def test_kubeflow_compile_lists_every_component_and_the_image(tmp_path):
+    config = PipelineConfig(recipes=["ptq_int8", "prune80_int8"], image="registry.example/edgeopt:9.9")
+    compiled = json.loads(Path(compile_for_kubeflow(config, tmp_path / "pipeline.json")).read_text())
+    tasks = set(compiled["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert tasks == {
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "CalibrationSampler", "BaselineExporter",
+        "Optimize_ptq_int8", "Evaluate_ptq_int8", "Push_ptq_int8",
+        "Optimize_prune80_int8", "Evaluate_prune80_int8", "Push_prune80_int8",
+    }  # fmt: skip
+    executors = compiled["pipelineSpec"]["deploymentSpec"]["executors"]
+    images = {executor["container"]["image"] for executor in executors.values()}
+    assert images == {"registry.example/edgeopt:9.9"}
