@@ -91,6 +91,16 @@ class RecipeConfig(StrictConfig):
                 f"qat scheme {scheme.value} preserves {needs} but the recipe has no earlier {missing} step"
             )
 
+    @classmethod
+    def builtin(cls, name: str) -> "RecipeConfig":
+        """A recipe shipped in configs/recipes/, e.g. `RecipeConfig.builtin("prune80_int8")`."""
+        from importlib import resources
+
+        path = resources.files("edgeopt.configs") / "recipes" / f"{name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"no built-in recipe '{name}'; `edgeopt recipes` lists them")
+        return cls.from_yaml(path)
+
     @property
     def technique_chain(self) -> str:
         return "+".join(step.technique for step in self.steps)
