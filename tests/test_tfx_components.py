@@ -10,9 +10,11 @@ from tfx.types import standard_artifacts
 from edgeopt.components._shared import tfx_component as face
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.calibration.tfx_component import CalibrationSampler, CalibrationSamplerExecutor
+from edgeopt.components.clustering.tfx_component import WeightClustererExecutor
 from edgeopt.components.evaluation.tfx_component import CompressionEvaluator, CompressionEvaluatorExecutor
 from edgeopt.components.export.tfx_component import TFLiteExporterExecutor
 from edgeopt.components.pruning.tfx_component import Pruner, PrunerExecutor
+from edgeopt.components.qat.tfx_component import QuantizationAwareTrainerExecutor
 from edgeopt.components.quantization.tfx_component import Quantizer, QuantizerExecutor
 from edgeopt.components.recipes.tfx_component import ModelOptimizer
 from tests.helpers import kernels, overall_sparsity
@@ -137,3 +139,30 @@ def test_executors_chain_sample_prune_quantize_export_evaluate(tiny_model, digit
         metrics = json.loads(open(os.path.join(evaluation.uri, "metrics.json")).read())
         assert metrics["size_ratio"] == pytest.approx(evaluation.get_float_custom_property("size_ratio"))
         assert metrics["size_ratio"] > 2.0  # the 10 k-parameter model carries a fixed overhead
+
+
+@pytest.mark.parametrize(
+    ("executor_class", "config", "property_name"),
+    [
+        (WeightClustererExecutor, {"number_of_clusters": 8, "epochs": 1}, "max_unique_values"),
+        (QuantizationAwareTrainerExecutor, {"epochs": 1}, "train_accuracy"),
+    ],
+    ids=["cluster", "qat"],
+)
+def test_training_step_executors_write_a_keras_model(
+    executor_class, config, property_name, tiny_model, digits_examples, tmp_path
+):
+    output = artifact(standard_artifacts.Model, tmp_path / "out")
+    executor_class().Do(
+        {
+            face.MODEL_KEY: [artifact(standard_artifacts.Model, tiny_model)],
+            face.EXAMPLES_KEY: [artifact(standard_artifacts.Examples, digits_examples)],
+        },
+        {face.OUTPUT_MODEL_KEY: [output]},
+        {face.CONFIG_KEY: json.dumps(config), **_spec_properties()},
+    )
+    assert os.path.exists(os.path.join(output.uri, "Format-Serving", "saved_model.pb"))
+    assert output.has_custom_property(property_name)
+    assert json.loads(output.get_string_custom_property("edgeopt_config")) == json.loads(
+        executor_class.CONFIG_CLASS.from_dict(config).to_json()
+    )
