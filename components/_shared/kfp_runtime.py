@@ -1,0 +1,84 @@
+"""Helpers the KFP component bodies call inside the container: map KFP artifact paths and parameters to the core.
+
+No kfp import here: the bodies pass plain paths and dicts, so this stays testable and framework-free.
+"""
+
+import json
+
+from edgeopt.components._shared.data import DataSpec, TrainingData, load_training_data
+from edgeopt.components._shared.errors import ConfigError
+
+
+def training_data(examples_path: str, data_spec: dict | None, module_file: str | None) -> TrainingData:
+    """Exactly one of a data spec (as a dict, the YAML's content) or a module file/import name."""
+    if bool(data_spec) == bool(module_file):
+        raise ConfigError("pass exactly one of data_spec (a DataSpec as a dict) or module_file (with input_fn)")
+    if data_spec:
+        return load_training_data(examples_path, data_spec=DataSpec.from_dict(data_spec))
+    return load_training_data(examples_path, module_file=module_file)
+
+
+def artifact_metadata(config, result: dict) -> dict:
+    """What a KFP output artifact records: the config that made it and the step's numeric results."""
+    metadata = {"edgeopt_config": json.loads(config.to_json())}
+    metadata.update({key: value for key, value in result.items() if isinstance(value, (int, float, str, bool))})
+    return metadata
+
+
+def optimize_recipe_in_folder(model_path: str, recipe, output_dir: str, data: TrainingData, calibration_dir) -> dict:
+    """Runs a recipe into output_dir/steps/ and puts the final model.tflite at output_dir's top.
+
+    Returns the artifact metadata, the metrics to log and a Markdown summary.
+    """
+    import os
+    import shutil
+
+    from edgeopt.components.calibration.core import load_calibration_inputs
+    from edgeopt.components.recipes.core import run_recipe
+
+    inputs = load_calibration_inputs(calibration_dir, data) if calibration_dir else None
+    tflite, steps = run_recipe(
+        model_path, recipe, os.path.join(output_dir, "steps"), data=data, calibration_inputs=inputs
+    )
+    shutil.copy2(tflite, os.path.join(output_dir, "model.tflite"))
+    conversion = steps[-1]["result"]
+    metrics = {key: conversion[key] for key in ("tflite_bytes", "max_abs_diff", "top1_agreement")}
+    rows = "\n".join(f"| {step['technique']} | {step['seconds']:.1f} |" for step in steps)
+    markdown = (
+        f"# {recipe.name}\n\n{recipe.description}\n\n| step | seconds |\n|---|---:|\n{rows}\n\n"
+        f"model.tflite: {conversion['tflite_bytes']} bytes, max_abs_diff {conversion['max_abs_diff']:.3g}, "
+        f"top-1 agreement {conversion['top1_agreement']:.3f}\n"
+    )
+    metadata = artifact_metadata(recipe, metrics) | {"recipe": recipe.name, "model_format": "tflite"}
+    return {"metadata": metadata, "metrics": metrics, "markdown": markdown}
+
+
+def evaluate_in_folder(
+    candidate_dir, baseline_dir, data, gate, evaluation, candidate_metadata, champion_tflite
+) -> dict:
+    """The candidate's report.json record (plus a Markdown summary) from two folders holding model.tflite."""
+    import os
+
+    from edgeopt.components.evaluation.core import evaluate_tflite, measure_candidate
+
+    baseline = evaluate_tflite(os.path.join(baseline_dir, "model.tflite"), data, evaluation)
+    candidate = evaluate_tflite(os.path.join(candidate_dir, "model.tflite"), data, evaluation)
+    champion = evaluate_tflite(champion_tflite, data, evaluation) if champion_tflite else None
+    conversion = {key: candidate_metadata.get(key) for key in ("max_abs_diff", "top1_agreement")}
+    record = measure_candidate(candidate, baseline, gate, champion, conversion)
+    config = candidate_metadata.get("edgeopt_config", {})
+    record.update(
+        recipe=candidate_metadata.get("recipe", "candidate"),
+        steps=[step["technique"] for step in config.get("steps", [])],
+        config=config,
+        baseline=baseline.to_dict(),
+    )
+    verdict = "passed" if record["gate"]["passed"] else "failed: " + "; ".join(record["gate"]["reasons"])
+    record["markdown"] = (
+        f"# {record['recipe']}: gate {verdict}\n\n| | baseline | candidate |\n|---|---:|---:|\n"
+        f"| bytes | {baseline.tflite_bytes} | {candidate.tflite_bytes} |\n"
+        f"| gzip bytes | {baseline.gzip_bytes} | {candidate.gzip_bytes} |\n"
+        f"| accuracy | {baseline.accuracy:.4f} | {candidate.accuracy:.4f} |\n"
+        f"| p50 ms | {baseline.latency_ms['p50']:.3f} | {candidate.latency_ms['p50']:.3f} |\n"
+    )
+    return record

@@ -1,0 +1,51 @@
+"""KFP face of evaluation: `evaluate_and_gate` measures a .tflite candidate against the float .tflite baseline
+(and the MLflow champion, when named) and returns whether it passed, for a `dsl.If`."""
+
+from typing import NamedTuple, Optional
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from edgeopt.components._shared.kfp_component import IMAGE
+
+
+@dsl.component(base_image=IMAGE)
+def evaluate_and_gate(
+    candidate: Input[Model],
+    baseline: Input[Model],
+    examples: Input[Dataset],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    evaluation: Output[Artifact],
+    gate: Optional[dict] = None,
+    evaluation_config: Optional[dict] = None,
+    data_spec: Optional[dict] = None,
+    module_file: str = "",
+    champion_tflite: str = "",
+) -> NamedTuple("GateOutputs", passed=bool, accuracy=float, gzip_bytes=int):
+    """Size, gzip size, accuracy and latency of `candidate`, gated (GateConfig) against `baseline`; the evaluation
+    artifact holds the candidate's report.json record."""
+    import json
+    from collections import namedtuple
+
+    from edgeopt.components._shared.kfp_runtime import evaluate_in_folder, training_data
+    from edgeopt.components.evaluation.config import EvaluationConfig, GateConfig
+
+    record = evaluate_in_folder(
+        candidate.path,
+        baseline.path,
+        training_data(examples.path, data_spec, module_file),
+        GateConfig.from_dict(gate),
+        EvaluationConfig.from_dict(evaluation_config),
+        candidate.metadata,
+        champion_tflite or None,
+    )
+    with open(evaluation.path, "w") as handle:
+        json.dump(record, handle, indent=2)
+    evaluation.metadata.update({"recipe": record["recipe"], "passed": record["gate"]["passed"]})
+    for name in ("tflite_bytes", "gzip_bytes", "size_ratio", "gzip_ratio", "accuracy", "accuracy_drop", "speedup"):
+        metrics.log_metric(name, record[name])
+    with open(report.path, "w") as handle:
+        handle.write(record.pop("markdown"))
+    outputs = namedtuple("GateOutputs", ["passed", "accuracy", "gzip_bytes"])
+    return outputs(record["gate"]["passed"], record["accuracy"], record["gzip_bytes"])
