@@ -21,10 +21,12 @@ def evaluate_and_gate(
     evaluation_config: Optional[dict] = None,
     data_spec: Optional[dict] = None,
     module_file: str = "",
-    champion_tflite: str = "",
+    champion: Optional[Input[Model]] = None,
 ) -> NamedTuple("GateOutputs", passed=bool, accuracy=float, gzip_bytes=int):
     """Size, gzip size, accuracy and latency of `candidate`, gated (GateConfig) against `baseline`; the evaluation
-    artifact holds the candidate's report.json record."""
+    artifact holds the candidate's report.json record. Without `gate`, the recipe's own gate (in the candidate's
+    metadata, from `optimize_recipe`) applies. With a `champion` folder holding model.tflite (the MLflow
+    champion, fetched upstream), the gate also checks the candidate against it."""
     import json
     from collections import namedtuple
 
@@ -35,10 +37,10 @@ def evaluate_and_gate(
         candidate.path,
         baseline.path,
         training_data(examples.path, data_spec, module_file),
-        GateConfig.from_dict(gate),
+        GateConfig.from_dict(gate if gate is not None else candidate.metadata.get("edgeopt_config", {}).get("gate")),
         EvaluationConfig.from_dict(evaluation_config),
         candidate.metadata,
-        champion_tflite or None,
+        champion.path if champion is not None else None,
     )
     with open(evaluation.path, "w") as handle:
         json.dump(record, handle, indent=2)

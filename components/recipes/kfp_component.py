@@ -15,17 +15,17 @@ def optimize_recipe(
     optimized_model: Output[Model],
     metrics: Output[Metrics],
     report: Output[Markdown],
-    recipe: dict,
+    recipe: str,
     calibration: Optional[Input[Dataset]] = None,
     data_spec: Optional[dict] = None,
     module_file: str = "",
 ):
-    """Runs a recipe (RecipeConfig as a dict, e.g. a configs/recipes/*.yaml file's content); the output folder
-    holds model.tflite, with each step's model under steps/."""
+    """Runs a recipe (RecipeConfig as JSON, e.g. `RecipeConfig.builtin("ptq_int8").to_json()`; JSON because KFP
+    parameters cannot hold the nulls a recipe may set); the output folder holds model.tflite, each step under steps/."""
     from edgeopt.components._shared.kfp_runtime import optimize_recipe_in_folder, training_data
     from edgeopt.components.recipes.config import RecipeConfig
 
-    settings = RecipeConfig.from_dict(recipe)
+    settings = RecipeConfig.from_json(recipe)
     data = training_data(examples.path, data_spec, module_file)
     result = optimize_recipe_in_folder(
         model.path, settings, optimized_model.path, data, calibration and calibration.path
