@@ -6,6 +6,7 @@ champion) -> select the winner -> dsl.If a candidate passed: log to MLflow and r
 dsl.Else: log to MLflow only.
 """
 
+from pathlib import Path
 from typing import List, NamedTuple, Optional
 
 from kfp import compiler, dsl
@@ -157,7 +158,7 @@ def pipeline_arguments(
     """The run's arguments from a PipelineConfig: recipes as dicts, calibration and evaluation settings."""
     return {
         "source": source,
-        "recipes": [recipe.to_json() for recipe in config.load_recipes(config_dir)],
+        "recipes": [recipe.model_dump_json() for recipe in config.load_recipes(config_dir)],
         "tracking_uri": tracking_uri,
         "registered_model": registered_model,
         # KFP parameters cannot hold null; these configs' unset fields default to null, so dropping them is exact.
@@ -167,6 +168,61 @@ def pipeline_arguments(
     }
 
 
-def compile_pipeline(output_file: str) -> str:
-    compiler.Compiler().compile(retrain_and_compress, output_file)
-    return output_file
+COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
+
+
+def reusable_components() -> dict:
+    """Every KFP component a user may load from YAML, by name."""
+    from edgeopt.components.clustering.kfp_component import cluster_weights
+    from edgeopt.components.pruning.kfp_component import prune
+    from edgeopt.components.qat.kfp_component import quantization_aware_train
+    from edgeopt.components.quantization.kfp_component import quantize
+
+    components = [
+        sample_calibration_data, quantize, quantization_aware_train, prune, cluster_weights, export_tflite,
+        optimize_recipe, evaluate_and_gate, read_examples, train_model, fetch_champion, select_winner, log_to_mlflow,
+    ]  # fmt: skip
+    return {component.name: component for component in components}
+
+
+def compile_all(output_dir: str | Path = COMPILED_DIR) -> list[Path]:
+    """Compiles each component to components/NAME.yaml and the pipeline to retrain_and_compress.yaml."""
+    output_dir = Path(output_dir)
+    (output_dir / "components").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, component in reusable_components().items():
+        path = output_dir / "components" / f"{name.replace('-', '_')}.yaml"
+        compiler.Compiler().compile(component, str(path))
+        written.append(path)
+    path = output_dir / "retrain_and_compress.yaml"
+    compiler.Compiler().compile(retrain_and_compress, str(path))
+    return [*written, path]
+
+
+def run_local(config: PipelineConfig, root: str | Path, *, source: str | None = None, config_dir=None,
+              tracking_uri: str | None = None, registered_model: str = "") -> dict:  # fmt: skip
+    """Runs the pipeline with kfp.local's SubprocessRunner in this environment (no containers) under `root`.
+
+    Without `source`, the digits CSV is written to root/data; MLflow defaults to root/mlflow.db.
+    """
+    from kfp import local
+
+    from edgeopt.components.demo.digits import write_digits_examples
+
+    root = Path(root).resolve()
+    if source is None:
+        if not (root / "data" / "csv").exists():
+            write_digits_examples(root / "data")
+        source = str(root / "data" / "csv" / "*.csv")
+    tracking_uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "pipeline"))
+    arguments = pipeline_arguments(
+        config, source, config_dir=config_dir, tracking_uri=tracking_uri, registered_model=registered_model
+    )
+    task = retrain_and_compress(**arguments)
+    return {"tracking_uri": tracking_uri, "pipeline_root": str(root / "pipeline"), "task": task}
+
+
+if __name__ == "__main__":
+    for written in compile_all():
+        print(f"wrote {written}")
