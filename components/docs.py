@@ -27,6 +27,7 @@ README_CONFIGS = {
         "edgeopt.components.evaluation.config.GateConfig",
     ],
     "recipes": ["edgeopt.components.recipes.config.RecipeConfig"],
+    "tracking": ["edgeopt.components.tracking.config.TrackingConfig"],
 }
 
 

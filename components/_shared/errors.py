@@ -27,3 +27,7 @@ class ConversionError(EdgeoptError):
 
 class OptimizationNotAchievedError(EdgeoptError):
     """A technique ran but its result misses what the config asked for (for example the target sparsity)."""
+
+
+class TrackingError(EdgeoptError):
+    """MLflow tracking or the model registry cannot do what was asked (no such experiment, no challenger, ...)."""
