@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components.calibration import cli_commands as calibration_commands
+from edgeopt.components.tracking import cli_commands as tracking_commands
 
 EXIT_USAGE_ERROR = 2
 DEMO_CALIBRATION_SIZE = 300
@@ -44,7 +45,7 @@ def _finish(report: dict, out: Path, verbose: int):
 def run_demo(args) -> int:
     from edgeopt.components._shared.data import load_training_data
     from edgeopt.components.calibration.config import CalibrationConfig
-    from edgeopt.components.calibration.core import sample_calibration_data
+    from edgeopt.components.calibration.core import MANIFEST_FILE, sample_calibration_data
     from edgeopt.components.calibration.sweep import calibration_sweep
     from edgeopt.components.demo.digits import digits_data_spec, train_digits_baseline, write_digits_examples
     from edgeopt.components.recipes.core import optimize, write_report
@@ -70,6 +71,7 @@ def run_demo(args) -> int:
         data=data,
         evaluation=_evaluation_config(args),
         calibration_dir=out / "calibration",
+        champion_tflite=args.tracking_job.champion_tflite(),
         verbose=args.verbose,
     )
     if args.sweep_sizes:
@@ -84,11 +86,13 @@ def run_demo(args) -> int:
             baseline_accuracy=report["baseline"]["accuracy"],
         )
         write_report(report, out)
+    args.tracking_job.log_report(report, examples=examples, calibration_manifest=out / "calibration" / MANIFEST_FILE)
     return _finish(report, out, args.verbose)
 
 
 def run_optimize(args) -> int:
     from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components.calibration.core import MANIFEST_FILE
     from edgeopt.components.recipes.core import optimize
 
     recipes = load_recipes(args.recipe)
@@ -101,9 +105,12 @@ def run_optimize(args) -> int:
         data=data,
         evaluation=_evaluation_config(args),
         calibration_dir=args.calibration,
+        champion_tflite=args.tracking_job.champion_tflite(),
         allow_unsafe=args.allow_unsafe_model,
         verbose=args.verbose,
     )
+    manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
+    args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)
     return _finish(report, out, args.verbose)
 
 
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibration sizes for the int8 accuracy sweep (default 50,100,300,1000; empty to skip)",
     )
     _add_measurement_args(demo)
+    tracking_commands.add_tracking_args(demo)
     demo.set_defaults(handler=run_demo)
 
     optimize = commands.add_parser("optimize", help="run recipes on your own Keras model")
@@ -157,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"
     )
     _add_measurement_args(optimize)
+    tracking_commands.add_tracking_args(optimize)
     optimize.set_defaults(handler=run_optimize)
 
     recipes = commands.add_parser("recipes", help="list the built-in recipes")
@@ -168,13 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=run_validate)
 
     calibration_commands.add_commands(commands)
+    tracking_commands.add_commands(commands)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        return tracking_commands.run_tracked(args)
     except EdgeoptError as err:
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE_ERROR
