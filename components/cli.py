@@ -9,6 +9,7 @@ from pathlib import Path
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components.calibration import cli_commands as calibration_commands
 from edgeopt.components.tracking import cli_commands as tracking_commands
+from edgeopt.pipelines import cli_commands as pipeline_commands
 
 EXIT_USAGE_ERROR = 2
 DEMO_CALIBRATION_SIZE = 300
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=run_validate)
 
     calibration_commands.add_commands(commands)
+    pipeline_commands.add_commands(commands)
     tracking_commands.add_commands(commands)
     return parser
 
