@@ -19,8 +19,10 @@ def run_pipeline(args) -> int:
     if args.engine == "tfx":
         from edgeopt.pipelines.tfx_pipeline import run_local
 
-        paths = run_local(config, args.root, config_dir=config_dir)
-        print(f"pipeline {config.pipeline_name} finished; MLMD {paths['metadata_path']}")
+        paths = run_local(config, args.root, config_dir=config_dir, tracking_uri=args.tracking_uri)
+        print(
+            f"pipeline {config.pipeline_name} finished; MLMD {paths['metadata_path']}; MLflow {paths['tracking_uri']}"
+        )
         print(f"blessed models pushed under {paths['serving_root']}")
         return 0
     from edgeopt.pipelines.kfp_pipeline import run_local
@@ -31,7 +33,7 @@ def run_pipeline(args) -> int:
         source=args.source,
         config_dir=config_dir,
         tracking_uri=args.tracking_uri,
-        registered_model=args.register_model,
+        registered_model=args.register_model or config.registered_model or "",
     )
     print(f"pipeline finished; artifacts under {result['pipeline_root']}; MLflow at {result['tracking_uri']}")
     return 0
@@ -83,8 +85,8 @@ def add_commands(commands):
     run.add_argument("--root", required=True, help="folder for data, artifacts, metadata and pushed models")
     run.add_argument("--config", help="pipeline YAML (default: the settings of configs/pipelines/digits.yaml)")
     run.add_argument("--source", help="kfp: CSV path or glob, or an Examples folder (default: digits in ROOT/data)")
-    run.add_argument("--tracking-uri", help="kfp: MLflow tracking URI (default: sqlite:///ROOT/mlflow.db)")
-    run.add_argument("--register-model", default="edgeopt-digits", help="kfp: registry model for the challenger")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///ROOT/mlflow.db)")
+    run.add_argument("--register-model", help="kfp: registry model for the challenger (default: the config's)")
     run.set_defaults(handler=run_pipeline)
 
     compile_ = actions.add_parser("compile", help="compile it for Kubeflow (tfx: KubeflowV2DagRunner JSON; kfp: YAML)")

@@ -36,6 +36,11 @@ class PipelineConfig(StrictConfig):
         "edgeopt:0.1.0", description="Container image the steps run in on Kubeflow (built from the Dockerfile)."
     )
     enable_cache: bool = pydantic.Field(True, description="Reuse results of steps whose inputs did not change.")
+    registered_model: str | None = pydantic.Field(
+        "edgeopt-digits",
+        description="MLflow registry model that receives the best passing candidate as `challenger` (null: none).",
+    )
+    experiment_name: str = pydantic.Field("edgeopt", description="MLflow experiment of the pipeline's runs.")
 
     def load_recipes(self, base_dir: str | Path | None = None) -> list[RecipeConfig]:
         """Resolves names to the built-in recipes and relative paths against `base_dir` (the config's folder)."""

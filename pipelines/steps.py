@@ -115,25 +115,19 @@ def bundle_candidates(evaluation_files: list[str], candidate_dirs: dict[str, str
     Markdown summary)."""
     import json
 
-    records = sorted((json.loads(Path(path).read_text()) for path in evaluation_files), key=lambda r: r["recipe"])
-    if not records:
-        raise DataError("no candidate evaluations to gather; the pipeline ran no recipe")
+    from edgeopt.components.recipes.core import report_from_evaluations
+
+    report = report_from_evaluations([json.loads(Path(path).read_text()) for path in evaluation_files], model_dir)
     output_dir = Path(output_dir)
-    candidates = []
-    for record in records:
-        candidate = {key: value for key, value in record.items() if key != "baseline"}
-        source = candidate_dirs.get(record["recipe"])
+    for candidate in report["candidates"]:
+        source = candidate_dirs.get(candidate["recipe"])
         candidate["tflite_path"] = None
         if source and os.path.exists(os.path.join(source, "model.tflite")):
-            target = output_dir / "candidates" / record["recipe"] / "model.tflite"
+            target = output_dir / "candidates" / candidate["recipe"] / "model.tflite"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(os.path.join(source, "model.tflite"), target)
             candidate["tflite_path"] = str(target)
-        candidates.append(candidate)
-    from edgeopt.components._shared.model_io import model_digest
-
-    baseline = records[0]["baseline"] | {"model_path": str(model_dir), "model_digest": model_digest(model_dir)}
-    report = {"baseline": baseline, "candidates": candidates}
+    candidates = report["candidates"]
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     index = pick_winner(candidates)
     winner = candidates[index]["recipe"] if index is not None else None

@@ -3,18 +3,22 @@ for Kubeflow with KubeflowV2DagRunner.
 
 CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> CalibrationSampler -> TFLiteExporter (float baseline)
   -> per recipe: ModelOptimizer -> CompressionEvaluator (ModelBlessing) -> Pusher (pushes only blessed .tflite)
+  -> MlflowReporter (one parent run per pipeline run, a child per candidate, the challenger registered)
 """
 
 import os
 from pathlib import Path
 
 from tfx import v1 as tfx
+from tfx.types.channel import union
 
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components.calibration.tfx_component import CalibrationSampler
 from edgeopt.components.evaluation.tfx_component import CompressionEvaluator
 from edgeopt.components.export.tfx_component import TFLiteExporter
 from edgeopt.components.recipes.tfx_component import ModelOptimizer
+from edgeopt.components.tracking.config import TrackingConfig
+from edgeopt.components.tracking.tfx_component import MlflowReporter
 from edgeopt.pipelines.config import PipelineConfig
 
 # A module name, not a file path: it resolves wherever edgeopt is installed, the Kubeflow image included.
@@ -32,7 +36,7 @@ def create_pipeline(
     config_dir: str | None = None,
     module_file: str = TRAINER_MODULE,
     beam_pipeline_args: list[str] | None = None,
-    tracking: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline; every edgeopt component validates its config here, before anything runs.
 
@@ -44,7 +48,7 @@ def create_pipeline(
       metadata_path: SQLite MLMD file (LocalDagRunner); None when compiling for Kubeflow.
       config_dir: folder relative recipe paths in the config are resolved against.
       module_file: the Trainer module's import name; its run_fn trains, its input_fn feeds the fine-tuning steps.
-      tracking: TrackingConfig JSON for MLflow logging by the evaluators (None: no tracking).
+      tracking: where MlflowReporter logs the run and registers the challenger (None: no MLflow step).
     """
     recipes = config.load_recipes(config_dir)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -64,6 +68,7 @@ def create_pipeline(
         "BaselineExporter"
     )
     components = [example_gen, statistics_gen, schema_gen, trainer, sampler, baseline]
+    evaluations = []
     for recipe in recipes:
         optimizer = ModelOptimizer(
             model=trainer.outputs["model"],
@@ -79,7 +84,6 @@ def create_pipeline(
             gate=recipe.gate,
             evaluation=config.evaluation,
             module_file=module_file,
-            tracking=tracking,
         ).with_id(f"Evaluate_{recipe.name}")
         pusher = tfx.components.Pusher(
             model=optimizer.outputs["output_model"],
@@ -89,6 +93,17 @@ def create_pipeline(
             ),
         ).with_id(f"Push_{recipe.name}")
         components += [optimizer, evaluator, pusher]
+        evaluations.append(evaluator.outputs["evaluation"])
+    if tracking is not None:
+        components.append(
+            MlflowReporter(
+                evaluations=union(evaluations),
+                model=trainer.outputs["model"],
+                examples=examples,
+                calibration=sampler.outputs["calibration"],
+                tracking=tracking,
+            )
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
@@ -101,10 +116,11 @@ def create_pipeline(
     )
 
 
-def run_local(config: PipelineConfig, root: str | os.PathLike, *, config_dir=None, tracking=None) -> dict:
+def run_local(config: PipelineConfig, root: str | os.PathLike, *, config_dir=None, tracking_uri=None) -> dict:
     """Runs the pipeline with LocalDagRunner (Beam DirectRunner) under `root`; returns where things are.
 
-    The digits CSV is written to root/data on first use; MLMD is root/metadata.sqlite.
+    The digits CSV is written to root/data on first use; MLMD is root/metadata.sqlite; MLflow defaults to
+    root/mlflow.db.
     """
     from edgeopt.components.demo.digits import write_digits_examples
 
@@ -118,7 +134,13 @@ def run_local(config: PipelineConfig, root: str | os.PathLike, *, config_dir=Non
         "serving_root": str(root / "serving"),
         "metadata_path": str(root / "metadata.sqlite"),
     }
+    tracking = TrackingConfig(
+        tracking_uri=tracking_uri or f"sqlite:///{root / 'mlflow.db'}",
+        experiment_name=config.experiment_name,
+        registered_model_name=config.registered_model,
+    )
     pipeline = create_pipeline(config, config_dir=config_dir, tracking=tracking, **paths)
+    paths["tracking_uri"] = tracking.tracking_uri
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return paths
 

@@ -52,6 +52,8 @@ class CompressionEvaluatorExecutor(base_executor.BaseExecutor):
         candidate = evaluate_tflite(face.tflite_path(candidate_artifact), data, evaluation_config)
         record = measure_candidate(candidate, baseline, gate, conversion=_conversion_of(candidate_artifact))
         record["recipe"] = _recipe_name(candidate_artifact)
+        record["config"] = json.loads(candidate_artifact.get_string_custom_property("edgeopt_config") or "{}")
+        record["steps"] = [step["technique"] for step in record["config"].get("steps", [])]
         record["baseline"] = baseline.to_dict()
 
         evaluation = face.single(output_dict, face.EVALUATION_KEY)

@@ -295,3 +295,14 @@ def render_calibration(report: dict) -> str:
             for row in sweep
         )
     return text
+
+
+def report_from_evaluations(records: list[dict], model_dir: str | os.PathLike) -> dict:
+    """A report.json-shaped dict from per-candidate evaluation records (the TFX and KFP evaluate steps write one
+    each, with the baseline inside), so a pipeline run is logged exactly like a CLI job."""
+    if not records:
+        raise EdgeoptError("no candidate evaluations to report; the pipeline ran no recipe")
+    records = sorted(records, key=lambda record: record["recipe"])
+    baseline = dict(records[0]["baseline"], model_path=str(model_dir), model_digest=model_digest(model_dir))
+    candidates = [{key: value for key, value in record.items() if key != "baseline"} for record in records]
+    return {"baseline": baseline, "candidates": candidates}

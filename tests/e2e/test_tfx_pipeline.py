@@ -8,6 +8,7 @@ import pytest
 import yaml
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from mlflow import MlflowClient
 
 from edgeopt.pipelines.config import PipelineConfig
 from edgeopt.pipelines.tfx_pipeline import compile_for_kubeflow, run_local
@@ -75,7 +76,7 @@ def pipeline_runs(tmp_path_factory):
 EXPECTED_NODES = {
     "CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "CalibrationSampler", "BaselineExporter",
     "Optimize_ptq_int8", "Evaluate_ptq_int8", "Push_ptq_int8",
-    "Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict",
+    "Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict", "MlflowReporter",
 }  # fmt: skip
 
 
@@ -121,7 +122,7 @@ def test_changing_one_step_reruns_it_and_what_follows_only(pipeline_runs):
     _, store = pipeline_runs
     states = executions_by_node(store, 2)
     rerun = {node for node, state in states.items() if state == COMPLETE}
-    assert rerun == {"Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict"}
+    assert rerun == {"Optimize_fp16_strict", "Evaluate_fp16_strict", "Push_fp16_strict", "MlflowReporter"}
     assert {states[node] for node in EXPECTED_NODES - rerun} == {CACHED}
 
 
@@ -137,3 +138,22 @@ def test_kubeflow_compile_lists_every_component_and_the_image(tmp_path):
     executors = compiled["pipelineSpec"]["deploymentSpec"]["executors"]
     images = {executor["container"]["image"] for executor in executors.values()}
     assert images == {"registry.example/edgeopt:9.9"}
+
+
+def test_mlflow_holds_one_parent_run_per_executed_pipeline_run(pipeline_runs):
+    paths, store = pipeline_runs
+    client = MlflowClient(paths["tracking_uri"])
+    experiment = client.get_experiment_by_name("edgeopt")
+    parents = client.search_runs(
+        [experiment.experiment_id], "tags.`edgeopt.orchestrator` = 'tfx'", order_by=["start_time"]
+    )
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda context: context.create_time_since_epoch)
+    # The second run was cached end to end, MlflowReporter included: nothing new to log.
+    assert [p.data.tags["edgeopt.orchestrator_run_id"] for p in parents] == [runs[0].name, runs[2].name]
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    (evaluation,) = artifacts_of(store, "Evaluate_ptq_int8", "ModelEvaluation", run_index=0)
+    metrics = json.loads(Path(evaluation.uri, "metrics.json").read_text())
+    by_recipe = {child.data.tags["edgeopt.recipe"]: child for child in children}
+    assert set(by_recipe) == {"ptq_int8", "fp16_strict"}
+    assert by_recipe["ptq_int8"].data.metrics["gzip_ratio"] == pytest.approx(metrics["gzip_ratio"])
+    assert client.get_model_version_by_alias("edgeopt-digits", "challenger").tags["edgeopt.recipe"] == "ptq_int8"

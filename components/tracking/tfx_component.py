@@ -1,0 +1,81 @@
+"""TFX face of MLflow tracking: `MlflowReporter` logs one pipeline run as one MLflow parent run (tagged tfx and the
+TFX pipeline run id) with a child per candidate, and registers the best blessed candidate as `challenger`."""
+
+import json
+import os
+import tempfile
+
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from edgeopt.components import __version__
+from edgeopt.components._shared import tfx_component as face
+from edgeopt.components.evaluation.tfx_component import METRICS_FILE
+from edgeopt.components.recipes.core import report_from_evaluations
+from edgeopt.components.tracking.config import TrackingConfig
+
+EVALUATIONS_KEY = "evaluations"
+
+
+class MlflowReporterSpec(ComponentSpec):
+    PARAMETERS = {
+        face.TRACKING_KEY: ExecutionParameter(type=str),
+        face.COMPONENT_VERSION_KEY: ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        EVALUATIONS_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        face.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        face.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        face.CALIBRATION_KEY: ChannelParameter(type=face.CalibrationData, optional=True),
+    }
+    OUTPUTS = {}
+
+
+class MlflowReporterExecutor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+        self._log_startup(input_dict, output_dict, exec_properties)
+        records = []
+        for evaluation in input_dict[EVALUATIONS_KEY]:
+            with open(os.path.join(evaluation.uri, METRICS_FILE)) as handle:
+                records.append(json.load(handle))
+        report = report_from_evaluations(records, face.single_uri(input_dict, face.MODEL_KEY))
+        manifest = None
+        if input_dict.get(face.CALIBRATION_KEY):
+            manifest = os.path.join(face.single_uri(input_dict, face.CALIBRATION_KEY), "manifest.json")
+        config = TrackingConfig.from_json(exec_properties[face.TRACKING_KEY])
+        run_id = self._context.pipeline_run_id if self._context else None
+        with tempfile.TemporaryDirectory() as work:
+            with tracked_job(config, orchestrator="tfx", output_dir=work, orchestrator_run_id=run_id) as job:
+                job.log_report(
+                    report, examples=face.single_uri(input_dict, face.EXAMPLES_KEY), calibration_manifest=manifest
+                )
+
+
+class MlflowReporter(base_component.BaseComponent):
+    """Logs every CompressionEvaluator's result of one pipeline run to MLflow.
+
+    Example:
+      from tfx.types.channel import union
+      reporter = MlflowReporter(evaluations=union([e.outputs["evaluation"] for e in evaluators]),
+                                model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+                                tracking={"tracking_uri": "http://mlflow:5000", "registered_model_name": "digits"})
+    """
+
+    SPEC_CLASS = MlflowReporterSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(MlflowReporterExecutor)
+
+    def __init__(self, evaluations, model, examples, tracking=None, calibration=None):
+        tracking = face.validated_config(TrackingConfig, tracking)
+        super().__init__(
+            spec=MlflowReporterSpec(
+                evaluations=evaluations,
+                model=model,
+                examples=examples,
+                calibration=calibration,
+                tracking=tracking.to_json(),
+                component_version=__version__,
+            )
+        )
