@@ -2,7 +2,7 @@
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
 
-.PHONY: env install demo test lint format docs clean
+.PHONY: env install demo test lint format docs compile clean
 
 env:
 	$(IN_ENV) --build
@@ -27,6 +27,9 @@ lint: install
 format: install
 	$(IN_ENV) ruff format .
 	$(IN_ENV) ruff check --fix .
+
+compile: install
+	$(IN_ENV) python -m edgeopt.pipelines.kfp_pipeline
 
 docs: install
 	$(IN_ENV) python -m edgeopt.components.docs

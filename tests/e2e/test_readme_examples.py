@@ -48,3 +48,22 @@ def test_readme_tfx_example_adds_a_working_optimize_step(tmp_path):
     tfx.orchestration.LocalDagRunner().run(pipeline)
     (pushed,) = (tmp_path / "serving").glob("*/model.tflite")
     assert {tensor.type_name for tensor in kernels(pushed)} == {"INT8"}
+
+
+def test_readme_kfp_example_compiles_with_the_yaml_components(tmp_path, monkeypatch):
+    from kfp import compiler, dsl
+
+    @dsl.component(base_image="python:3.13")
+    def my_training_step(examples: dsl.Input[dsl.Dataset], model: dsl.Output[dsl.Model]):
+        pass
+
+    @dsl.component(base_image="python:3.13")
+    def my_deploy_step(model: dsl.Input[dsl.Model]):
+        pass
+
+    monkeypatch.chdir(README.parent)
+    namespace = {"my_training_step": my_training_step, "my_deploy_step": my_deploy_step}
+    exec(readme_block("tested-kfp-example"), namespace)
+    compiler.Compiler().compile(namespace["my_pipeline"], str(tmp_path / "my.yaml"))
+    compiled = (tmp_path / "my.yaml").read_text()
+    assert "optimize-recipe" in compiled and "evaluate-and-gate" in compiled and "condition-1" in compiled
