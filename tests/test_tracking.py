@@ -261,6 +261,14 @@ def test_dataset_fingerprint_follows_file_names_and_sizes(tmp_path):
     assert records.dataset_fingerprint(tmp_path) != before
 
 
+def test_job_records_carry_the_calibration_sample(job):
+    calibration = {"source": "calibration artifact", "count": 300, "data_sha256": "ab" * 32, "per_class": {"0": 299}}
+    report = {**job.report, "calibration": calibration}
+    metrics = records.job_metrics(report)
+    assert metrics["calibration.count"] == 300 and metrics["calibration.per_class.0"] == 299
+    assert records.job_tags(report)[records.TAG_CALIBRATION_DIGEST] == "ab" * 32
+
+
 def test_tracking_config_rejects_bad_values_naming_the_field():
     with pytest.raises(ConfigError, match="TrackingConfig.max_attempts"):
         TrackingConfig(max_attempts=0)

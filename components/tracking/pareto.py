@@ -44,6 +44,8 @@ def plot_pareto(report: dict, path: str | os.PathLike) -> Path:
             passed = gate_verdict(candidate) == GATE_PASSED
             ax.scatter([x], [y], s=40, zorder=2, facecolors="tab:blue" if passed else "none", edgecolors="tab:blue")
             ax.annotate(candidate["recipe"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        accuracies = [y for _, y in [*points, base]]
+        ax.set_ylim(min(accuracies) - 1, min(100.0, max(accuracies) + 1) + 0.2)  # no room above 100 %
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)

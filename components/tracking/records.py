@@ -20,6 +20,7 @@ TAG_ORCHESTRATOR_RUN_ID = "edgeopt.orchestrator_run_id"
 TAG_VERSION = "edgeopt.version"
 TAG_DATASET_FINGERPRINT = "edgeopt.dataset_fingerprint"
 TAG_BASELINE_DIGEST = "edgeopt.baseline_model_digest"
+TAG_CALIBRATION_DIGEST = "edgeopt.calibration_data_sha256"
 TAG_BEST_CANDIDATE = "edgeopt.best_candidate"
 TAG_CHAMPION_VERSION = "edgeopt.champion_version"
 TAG_CHALLENGER_VERSION = "edgeopt.challenger_version"
@@ -148,7 +149,8 @@ def candidate_tags(candidate: dict, job_id: str) -> dict[str, str]:
 
 
 def job_metrics(report: dict) -> dict[str, float]:
-    """The parent run's numbers: the float baseline's (and the champion's, when gated against one) and counts."""
+    """The parent run's numbers: the float baseline's, the champion's (when gated against one), the calibration
+    sample's (count, per class) and candidate counts."""
     baseline = dict(report["baseline"])
     metrics = latency_metrics(baseline.pop("latency_ms", None), "baseline.")
     metrics.update(_numbers(baseline, "baseline"))
@@ -156,6 +158,7 @@ def job_metrics(report: dict) -> dict[str, float]:
         champion = dict(report["champion"])
         metrics.update(latency_metrics(champion.pop("latency_ms", None), "champion."))
         metrics.update(_numbers(champion, "champion"))
+    metrics.update(_numbers(report.get("calibration"), "calibration"))
     candidates = report["candidates"]
     metrics["candidates.total"] = float(len(candidates))
     metrics["candidates.passed"] = float(sum(1 for c in candidates if gate_verdict(c) == GATE_PASSED))
@@ -171,6 +174,9 @@ def job_params(report: dict) -> dict[str, str]:
 
 def job_tags(report: dict, *, examples: str | os.PathLike | None = None) -> dict[str, str]:
     tags = {TAG_BASELINE_DIGEST: report["baseline"]["model_digest"]}
+    calibration_digest = (report.get("calibration") or {}).get("data_sha256")
+    if calibration_digest:
+        tags[TAG_CALIBRATION_DIGEST] = calibration_digest
     if examples is not None:
         tags[TAG_DATASET_FINGERPRINT] = dataset_fingerprint(examples)
     best = best_candidate(report)
