@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -115,6 +116,7 @@ def main() -> int:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
 
     print(f"import mlflow + adapter: {import_s:.2f} s (once per process)")
     print("| store | repeat | start s | step s | log s | end s | logging share |")
