@@ -6,6 +6,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from edgeopt.components._shared.cli_args import add_model_and_data_args
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components.calibration import cli_commands as calibration_commands
 from edgeopt.components.tracking import cli_commands as tracking_commands
@@ -154,11 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=run_demo)
 
     optimize = commands.add_parser("optimize", help="run recipes on your own Keras model")
-    optimize.add_argument("--model", required=True, help="SavedModel folder or .keras file (never modified)")
-    optimize.add_argument("--examples", required=True, help="Examples folder with Split-NAME/ subfolders")
-    source = optimize.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-spec", help="YAML data spec (dense numeric features)")
-    source.add_argument("--module-file", help="Python module with input_fn(file_pattern, batch_size)")
+    add_model_and_data_args(optimize)
     optimize.add_argument("--recipe", action="append", required=True, help="recipe YAML (repeatable)")
     optimize.add_argument("--out", required=True, help="output folder for candidates and reports")
     optimize.add_argument("--calibration", help="calibration artifact from `edgeopt sample` for int8/16x8 steps")

@@ -3,6 +3,8 @@
 import json
 import sys
 
+from edgeopt.components._shared.cli_args import add_model_and_data_args
+
 
 def run_sample(args) -> int:
     from edgeopt.components.calibration.config import CalibrationConfig
@@ -74,11 +76,7 @@ def add_commands(commands):
     sample.set_defaults(handler=run_sample)
 
     sweep = commands.add_parser("calibration-sweep", help="int8 accuracy at several calibration sizes")
-    sweep.add_argument("--model", required=True, help="SavedModel folder or .keras file")
-    sweep.add_argument("--examples", required=True, help="TFX Examples folder")
-    source = sweep.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-spec", help="YAML data spec")
-    source.add_argument("--module-file", help="Python module with input_fn(file_pattern, batch_size)")
+    add_model_and_data_args(sweep)
     sweep.add_argument("--sizes", default="50,100,300,1000", help="comma-separated sizes (default 50,100,300,1000)")
     sweep.add_argument("--seed", type=int, default=0, help="hash seed (default 0)")
     sweep.add_argument("--label-key", help="integer label feature to stratify by")
