@@ -2,6 +2,7 @@
 the Kubeflow compile."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,17 +55,26 @@ def artifacts_of(store, node: str, type_name: str, run_index: int = -1):
 
 @pytest.fixture(scope="module")
 def pipeline_runs(tmp_path_factory):
-    """Runs the pipeline three times: fresh, unchanged (cached), and with one recipe's step config changed."""
+    """Runs the pipeline three times: fresh (through the CLI, from a config file with a relative recipe path),
+    unchanged (cached), and with one recipe's step config changed."""
     root = tmp_path_factory.mktemp("tfx")
     recipe_file = root / "fp16_strict.yaml"
     recipe_file.write_text(yaml.safe_dump(FAILING_RECIPE))
-    config = PipelineConfig(
-        recipes=["ptq_int8", str(recipe_file)],
-        trainer_epochs=3,
-        evaluation={"timed_runs": 5, "warmup_runs": 1},
+    settings = {
+        "recipes": ["ptq_int8", "fp16_strict.yaml"],
+        "trainer_epochs": 3,
+        "evaluation": {"timed_runs": 5, "warmup_runs": 1},
+    }
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
+    result = subprocess.run(
+        ["edgeopt", "pipeline", "run", "--engine", "tfx", "--root", str(root), "--config", str(root / "pipeline.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    config = PipelineConfig(**{**settings, "recipes": ["ptq_int8", str(recipe_file)]})
     paths = run_local(config, root)
-    run_local(config, root)
     changed = dict(
         FAILING_RECIPE, steps=[{"technique": "quantize", "config": {"mode": "float16", "calibration_seed": 1}}]
     )
