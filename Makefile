@@ -2,7 +2,7 @@
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
 
-.PHONY: env install demo test lint format docs compile clean
+.PHONY: env install demo test lint format docs compile bench clean
 
 env:
 	$(IN_ENV) --build
@@ -30,6 +30,10 @@ format: install
 
 compile: install
 	$(IN_ENV) python -m edgeopt.pipelines.kfp_pipeline
+
+# Benchmarks, not tests (about 25 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
+bench: install
+	$(IN_ENV) python benchmarks/run.py
 
 docs: install
 	$(IN_ENV) python -m edgeopt.components.docs
