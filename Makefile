@@ -31,7 +31,7 @@ format: install
 compile: install
 	$(IN_ENV) python -m edgeopt.pipelines.kfp_pipeline
 
-# Benchmarks, not tests (about 25 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
+# Benchmarks, not tests (about 15 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
 bench: install
 	$(IN_ENV) python benchmarks/run.py
 
