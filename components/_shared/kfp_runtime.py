@@ -31,16 +31,12 @@ def optimize_recipe_in_folder(model_path: str, recipe, output_dir: str, data: Tr
     Returns the artifact metadata, the metrics to log and a Markdown summary.
     """
     import os
-    import shutil
 
-    from edgeopt.components.calibration.core import load_calibration_inputs
-    from edgeopt.components.recipes.core import run_recipe
+    from edgeopt.components.recipes.core import run_recipe_to_folder
 
-    inputs = load_calibration_inputs(calibration_dir, data) if calibration_dir else None
-    tflite, steps = run_recipe(
-        model_path, recipe, os.path.join(output_dir, "steps"), data=data, calibration_inputs=inputs
+    steps = run_recipe_to_folder(
+        model_path, recipe, os.path.join(output_dir, "steps"), output_dir, data=data, calibration_dir=calibration_dir
     )
-    shutil.copy2(tflite, os.path.join(output_dir, "model.tflite"))
     conversion = steps[-1]["result"]
     metrics = {key: conversion[key] for key in ("tflite_bytes", "max_abs_diff", "top1_agreement")}
     rows = "\n".join(f"| {step['technique']} | {step['seconds']:.1f} |" for step in steps)

@@ -3,6 +3,7 @@ disk, and ends as a measured, gated .tflite. The result is report.json's contrac
 
 import json
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -306,3 +307,27 @@ def report_from_evaluations(records: list[dict], model_dir: str | os.PathLike) -
     baseline = dict(records[0]["baseline"], model_path=str(model_dir), model_digest=model_digest(model_dir))
     candidates = [{key: value for key, value in record.items() if key != "baseline"} for record in records]
     return {"baseline": baseline, "candidates": candidates}
+
+
+def run_recipe_to_folder(
+    model_path: str | os.PathLike,
+    recipe: RecipeConfig,
+    steps_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    calibration_dir: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Runs a recipe with each step's model under `steps_dir`, then publishes the final model.tflite, the recipe and
+    the step records in `model_dir` (what a pipeline serves or pushes; `steps_dir` may lie inside it). Each file is
+    renamed into place when complete, model.tflite last. Returns the step records."""
+    calibration_inputs = load_calibration_inputs(calibration_dir, data) if calibration_dir else None
+    tflite, steps = run_recipe(model_path, recipe, steps_dir, data=data, calibration_inputs=calibration_inputs)
+    model_dir = Path(model_dir)
+    with atomic_output_file(model_dir / "edgeopt_recipe.json") as staging:
+        staging.write_text(recipe.to_json())
+    with atomic_output_file(model_dir / "edgeopt_steps.json") as staging:
+        staging.write_text(json.dumps(steps, indent=2, default=str))
+    with atomic_output_file(model_dir / "model.tflite") as staging:
+        shutil.copy2(tflite, staging)
+    return steps

@@ -1,16 +1,12 @@
 """TFX face of recipes: `ModelOptimizer` runs a whole recipe (Model + Examples [+ CalibrationData] -> .tflite Model)."""
 
-import json
 import os
-import shutil
 
 from tfx.dsl.components.base import executor_spec
 
 from edgeopt.components._shared import tfx_component as face
-from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.recipes.config import RecipeConfig
-from edgeopt.components.recipes.core import run_recipe
+from edgeopt.components.recipes.core import run_recipe_to_folder
 
 STEPS_DIR = "steps"
 
@@ -30,19 +26,16 @@ class ModelOptimizerExecutor(face.ModelStepExecutor):
         output = face.single(output_dict, face.OUTPUT_MODEL_KEY)
         calibration = None
         if input_dict.get(face.CALIBRATION_KEY):
-            calibration = load_calibration_inputs(face.single_uri(input_dict, face.CALIBRATION_KEY), data)
-        tflite, steps = run_recipe(
+            calibration = face.single_uri(input_dict, face.CALIBRATION_KEY)
+        # Intermediate models stay under steps/ for tracing; the served .tflite goes where the Pusher looks.
+        steps = run_recipe_to_folder(
             face.single_uri(input_dict, face.MODEL_KEY),
             recipe,
             os.path.join(output.uri, STEPS_DIR),
+            face.serving_dir(output),
             data=data,
-            calibration_inputs=calibration,
+            calibration_dir=calibration,
         )
-        # Intermediate models stay under steps/ for tracing; the served .tflite goes where the Pusher looks.
-        with atomic_output_dir(face.serving_dir(output)) as staging:
-            shutil.copy2(tflite, staging / "model.tflite")
-            (staging / "edgeopt_recipe.json").write_text(recipe.to_json())
-            (staging / "edgeopt_steps.json").write_text(json.dumps(steps, indent=2, default=str))
         output.set_string_custom_property("recipe", recipe.name)
         output.set_string_custom_property("technique_chain", recipe.technique_chain)
         face.record_result(
