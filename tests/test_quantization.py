@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeopt.components._shared.errors import ConversionError
+from edgeopt.components._shared.errors import ConfigError, ConversionError
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
@@ -100,3 +100,30 @@ def test_validation_failure_publishes_nothing(tiny_model, digits_data, tmp_path)
     with pytest.raises(ConversionError, match=r"max_abs_diff .* > 1e-09"):
         quantize(tiny_model, config, tmp_path / "out", data=digits_data)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["full_integer", "dynamic_range", "int16x8"])
+def test_per_tensor_dense_keeps_one_scale_per_dense_kernel(mode, tiny_model, digits_data, tmp_path):
+    per_channel = quantize(tiny_model, QuantizationConfig(mode=mode), tmp_path / "channel", data=digits_data)
+    per_tensor = quantize(
+        tiny_model, QuantizationConfig(mode=mode, dense_granularity="per_tensor"), tmp_path / "tensor", data=digits_data
+    )
+
+    def scales_by_rank(result):
+        # TFLite kernels: Dense [out, in] (rank 2), Conv2D [out, h, w, in] (rank 4).
+        found = {}
+        for tensor in kernels(result.tflite_path, "INT8"):
+            found.setdefault(len(tensor.shape), []).append((tensor.scale_count, tensor.shape[0]))
+        return found
+
+    channel, tensor = scales_by_rank(per_channel), scales_by_rank(per_tensor)
+    assert all(count == out_channels for count, out_channels in channel[2])
+    assert all(count == 1 for count, _ in tensor[2])
+    assert tensor[4] == channel[4]  # convolutions stay per channel
+    assert per_tensor.tflite_bytes < per_channel.tflite_bytes
+    assert per_tensor.top1_agreement >= 0.9
+
+
+def test_float16_refuses_a_dense_granularity():
+    with pytest.raises(ConfigError, match=r"QuantizationConfig.*float16 stores no scales"):
+        QuantizationConfig(mode="float16", dense_granularity="per_tensor")

@@ -23,6 +23,8 @@ class StoredTensor:
     type_name: str
     shape: tuple[int, ...]
     values: np.ndarray
+    #: Quantization scales stored with the tensor: 0 for float, 1 per tensor, one per channel otherwise.
+    scale_count: int = 0
 
     @property
     def sparsity(self) -> float:
@@ -47,7 +49,9 @@ def stored_tensors(tflite_path: str | os.PathLike) -> list[StoredTensor]:
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         shape = tuple(int(dim) for dim in tensor.shape)
         values = np.frombuffer(bytes(buffer.data), dtype=_NUMPY_TYPES[type_name]).reshape(shape)
-        tensors.append(StoredTensor(name, type_name, shape, values))
+        quantization = tensor.quantization
+        scales = quantization.scale if quantization is not None and quantization.scale is not None else []
+        tensors.append(StoredTensor(name, type_name, shape, values, len(scales)))
     return tensors
 
 

@@ -16,6 +16,11 @@ class QuantizationMode(enum.StrEnum):
     INT16X8 = "int16x8"
 
 
+class DenseGranularity(enum.StrEnum):
+    PER_CHANNEL = "per_channel"
+    PER_TENSOR = "per_tensor"
+
+
 #: Modes whose activation ranges come from a representative dataset.
 CALIBRATED_MODES = frozenset(
     {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8}
@@ -33,6 +38,15 @@ class QuantizationConfig(StrictConfig):
             "float16: float16 weights; int16x8: int8 weights, int16 activations."
         ),
     )
+    dense_granularity: DenseGranularity = pydantic.Field(
+        DenseGranularity.PER_CHANNEL,
+        description=(
+            "Scales of int8 Dense kernels. per_channel (the converter's default): one scale and zero point per output "
+            "channel; per_tensor: one per kernel, 12 bytes less per output channel, and a clustered kernel's shared "
+            "values stay shared (per-channel scales turn 16 clusters into dozens of int8 values). Conv kernels are "
+            "always per channel. Not for float16."
+        ),
+    )
     calibration_examples: pydantic.PositiveInt = pydantic.Field(
         200, description="Training examples used as the representative dataset for calibrated modes."
     )
@@ -40,6 +54,14 @@ class QuantizationConfig(StrictConfig):
     validation: ValidationConfig = pydantic.Field(
         default_factory=ValidationConfig, description="Checks the .tflite against the Keras model."
     )
+
+    @pydantic.model_validator(mode="after")
+    def _check_granularity(self):
+        if self.mode == QuantizationMode.FLOAT16 and self.dense_granularity != DenseGranularity.PER_CHANNEL:
+            raise ValueError(
+                "dense_granularity applies to int8 weights; float16 stores no scales (remove dense_granularity)"
+            )
+        return self
 
     @property
     def needs_calibration(self) -> bool:

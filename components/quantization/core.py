@@ -8,7 +8,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
-from edgeopt.components.quantization.config import QuantizationConfig, QuantizationMode
+from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
 
 
 def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.ndarray:
@@ -28,6 +28,9 @@ def configure_converter(converter, config: QuantizationConfig, calibration_input
                 yield [example[np.newaxis].astype(np.float32)]
 
         converter.representative_dataset = representative_dataset
+    if config.dense_granularity == DenseGranularity.PER_TENSOR:
+        # The converter's only switch for this (TF 2.21); read by every int8-weight mode.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     mode = config.mode
     if mode == QuantizationMode.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
