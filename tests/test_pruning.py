@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeopt.components._shared.errors import OptimizationNotAchievedError
+from edgeopt.components._shared.errors import ConfigError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components.export.config import ExportConfig
@@ -72,3 +72,37 @@ def test_skip_layers_stay_dense(tiny_model, digits_data, tmp_path):
     assert "conv1" not in result.layer_sparsity
     conv1 = load_keras_model(tmp_path / "pruned").get_layer("conv1").kernel.numpy()
     assert np.mean(conv1 == 0) < 0.05
+
+
+def test_block_sparsity_zeros_whole_blocks_that_stay_consecutive_in_the_tflite(tiny_model, digits_data, tmp_path):
+    config = PruningConfig(target_sparsity=0.75, block_size=(4, 1), epochs=4, learning_rate=1e-3)
+    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data, verbose=0)
+    assert result.achieved_sparsity >= 0.73
+
+    pruned = load_keras_model(tmp_path / "pruned")
+    dense_kernels = [layer.kernel.numpy() for layer in pruned.layers if isinstance(layer, keras.layers.Dense)]
+    for kernel in dense_kernels:
+        # Keras kernel [in, out]: blocks of 4 input rows per output column are zero together, or not at all.
+        blocks = kernel[: kernel.shape[0] // 4 * 4].reshape(-1, 4, kernel.shape[1])
+        zeros_per_block = np.sum(blocks == 0, axis=1)
+        assert set(np.unique(zeros_per_block)) <= {0, 4}
+        assert np.mean(zeros_per_block == 4) >= 0.7
+
+    int8 = quantize(tmp_path / "pruned", QuantizationConfig(), tmp_path / "int8", data=digits_data)
+    dense_int8 = [tensor for tensor in kernels(int8.tflite_path, "INT8") if len(tensor.shape) == 2]
+    assert len(dense_int8) == len(dense_kernels)
+    for tensor in dense_int8:
+        # Stored transposed, [out, in]: each block is four consecutive bytes of the file.
+        runs = tensor.values[:, : tensor.shape[1] // 4 * 4].reshape(tensor.shape[0], -1, 4)
+        assert np.mean(np.all(runs == 0, axis=-1)) >= 0.7
+
+
+def test_block_larger_than_a_dense_kernel_is_refused_before_training(tiny_model, digits_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"block_size: \[1, 64\] is larger than the kernel of Dense layer"):
+        prune(tiny_model, PruningConfig(block_size=(1, 64)), tmp_path / "out", data=digits_data, verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_block_size_and_two_of_four_exclude_each_other():
+    with pytest.raises(ConfigError, match="block_size .* cannot be combined with structure 2:4"):
+        PruningConfig(structure="2:4", block_size=(4, 1))

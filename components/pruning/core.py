@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
-from edgeopt.components._shared.errors import OptimizationNotAchievedError
+from edgeopt.components._shared.errors import ConfigError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tfmot
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
 from edgeopt.components._shared.training import fine_tune, is_prunable_type, kernel_of, outputs_probabilities, set_seeds
@@ -111,7 +111,7 @@ def prune(
     def wrap(layer):
         if is_prunable_type(layer) and layer.name not in config.skip_layers:
             pruned_names.append(layer.name)
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, **wrapper_args)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, **wrapper_args, **_block_args(config, layer))
         return layer
 
     wrapped = keras.models.clone_model(model, clone_function=wrap)
@@ -135,6 +135,18 @@ def prune(
     result = PruningResult(str(output_dir), achieved, per_layer, plan)
     save_step_model(stripped, output_dir, technique="prune", config=config, result=result.to_dict())
     return result
+
+
+def _block_args(config: PruningConfig, layer) -> dict:
+    if config.block_size == (1, 1) or not isinstance(layer, keras.layers.Dense):
+        return {}
+    kernel_shape = tuple(layer.kernel.shape)
+    if any(block > size for block, size in zip(config.block_size, kernel_shape, strict=True)):
+        raise ConfigError(
+            f"PruningConfig.block_size: {list(config.block_size)} is larger than the kernel of Dense layer "
+            f"'{layer.name}' {list(kernel_shape)}; use a smaller block_size or add '{layer.name}' to skip_layers"
+        )
+    return {"block_size": config.block_size}
 
 
 def _check_sparsity(config: PruningConfig, achieved: float, plan: PruningSchedulePlan):
