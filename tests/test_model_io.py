@@ -68,3 +68,32 @@ def test_model_digest_sees_a_change(tmp_path):
     before = model_digest(path)
     (path / "extra.txt").write_text("x")
     assert model_digest(path) != before
+
+
+class _ScaleByTwo(keras.layers.Layer):
+    """A custom layer Keras cannot rebuild from config in a process that never imported this module."""
+
+    def call(self, inputs):
+        return inputs * 2.0
+
+
+@pytest.mark.parametrize("custom", [False, True])
+def test_step_models_keep_traces_only_when_a_layer_needs_them(tmp_path, custom):
+    import numpy as np
+
+    from edgeopt.components._shared.keras_bootstrap import tfmot
+    from edgeopt.components._shared.model_io import save_step_model
+    from edgeopt.components.pruning.config import PruningConfig
+
+    inner = [keras.layers.Dense(3, name="dense")] + ([_ScaleByTwo(name="scale")] if custom else [])
+    model = keras.Sequential([keras.layers.Input(shape=(4,)), *inner])
+    if not custom:
+        model = tfmot.quantization.keras.quantize_model(model)
+    save_step_model(model, tmp_path / "step", technique="prune", config=PruningConfig(), result={})
+
+    # Per-layer traces live in the SavedModel's object graph as functions named after the layer's call.
+    saved = (tmp_path / "step" / "saved_model.pb").read_bytes()
+    assert (b"layer_call_and_return_conditional_losses" in saved) == custom
+    inputs = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    loaded = load_keras_model(tmp_path / "step")
+    np.testing.assert_allclose(loaded(inputs), model(inputs), rtol=1e-6)
