@@ -1,12 +1,10 @@
-"""Benchmark helper: the tuning sweep behind the prune80_int8 and cluster16_int8 targets, on the digits CNN.
+"""Benchmark helper: the tuning sweep behind the prune80_int8, cluster16_int8 and ptq_int8 targets, on the digits CNN.
 
-Each variant is one recipe (a training step, then full-integer int8) run through the core's `run_recipe`, measured
-against the float baseline of the main run. For every variant the same trained SavedModel is also converted once
-more with per-tensor int8 quantization of Dense layers (the converter's private
-`_experimental_disable_per_channel_quantization_for_dense_layers`, which edgeopt's QuantizationConfig does not
-expose) to separate what the recipe does from what per-channel quantization does to shared and zero weights.
-For the largest kernel of each .tflite it reports distinct int8 values, their order-0 entropy and gzip's bits per
-weight: the numbers that bound the gzip ratio.
+Each variant is one training step (or none) through the technique's core function, then full-integer int8 twice
+from the same trained SavedModel: Dense kernels per channel (the converter's default) and per tensor
+(QuantizationConfig.dense_granularity), measured against the float baseline of the main run. For the largest kernel
+of each .tflite it reports distinct int8 values, their order-0 entropy and gzip's bits per weight: the numbers that
+bound the gzip ratio.
 """
 
 import gzip
@@ -14,39 +12,33 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components._shared.tflite_inspect import stored_tensors
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import Evaluation, compare, evaluate_tflite
 from edgeopt.components.quantization.config import QuantizationConfig
-from edgeopt.components.quantization.core import configure_converter, pick_calibration_examples
-from edgeopt.components.recipes.config import RecipeConfig
-from edgeopt.components.recipes.core import run_recipe
+from edgeopt.components.quantization.core import quantize
+from edgeopt.components.registry import TECHNIQUES
 
 CLUSTER = {"number_of_clusters": 16, "epochs": 3, "learning_rate": 0.0001}
 PRUNE = {"target_sparsity": 0.8, "epochs": 12, "learning_rate": 0.0005}
+GRANULARITIES = ("per_channel", "per_tensor")
 
 VARIANTS = {
-    "ptq int8, no training (ptq_int8)": {},
-    "cluster16 kmeans++ (old default)": {"cluster": {**CLUSTER, "centroid_init": "kmeans_plus_plus"}},
-    "cluster16 linear (new default)": {"cluster": {**CLUSTER, "centroid_init": "linear"}},
-    "cluster16 density_based": {"cluster": {**CLUSTER, "centroid_init": "density_based"}},
+    "ptq int8, no training": {},
+    "cluster16 kmeans++": {"cluster": {**CLUSTER, "centroid_init": "kmeans_plus_plus"}},
+    "cluster16 linear (recipe)": {"cluster": {**CLUSTER, "centroid_init": "linear"}},
     "cluster8 kmeans++": {"cluster": {**CLUSTER, "number_of_clusters": 8}},
-    "prune 0.80, 6 epochs (old default)": {"prune": {**PRUNE, "epochs": 6}},
-    "prune 0.80, 12 epochs (new default)": {"prune": PRUNE},
-    # The digits CNN's kernels hold 283,424 weights, 262,144 of them in dense1: 86.5 % there is 80 % of all of them.
-    "prune dense1 only to 0.865 (80 % of all kernels)": {
-        "prune": {**PRUNE, "target_sparsity": 0.865, "skip_layers": ["conv1", "conv2", "logits"]}
-    },
-    "prune 0.85, 12 epochs": {"prune": {**PRUNE, "target_sparsity": 0.85}},
-    "prune 0.90, 12 epochs": {"prune": {**PRUNE, "target_sparsity": 0.9}},
+    "prune 0.80 unstructured": {"prune": PRUNE},
+    "prune 0.80, 2x1 blocks": {"prune": {**PRUNE, "block_size": [2, 1]}},
+    "prune 0.80, 4x1 blocks (recipe)": {"prune": {**PRUNE, "block_size": [4, 1]}},
+    "prune 0.80, 8x1 blocks": {"prune": {**PRUNE, "block_size": [8, 1]}},
+    "prune 0.85 unstructured": {"prune": {**PRUNE, "target_sparsity": 0.85}},
 }
 QUICK_VARIANTS = (
-    "ptq int8, no training (ptq_int8)",
-    "cluster16 kmeans++ (old default)",
-    "cluster16 linear (new default)",
-    "prune 0.80, 12 epochs (new default)",
+    "ptq int8, no training",
+    "cluster16 linear (recipe)",
+    "prune 0.80 unstructured",
+    "prune 0.80, 4x1 blocks (recipe)",
 )
 
 
@@ -81,20 +73,6 @@ def quantization_param_bytes(tflite_path) -> int:
     return total
 
 
-def convert_per_tensor_dense(model_dir, data, out_path: Path) -> Path:
-    """Full-integer int8 exactly as edgeopt's quantize step, except Dense kernels get one scale per tensor."""
-    model = load_keras_model(model_dir)
-    config = QuantizationConfig(mode="full_integer")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    configure_converter(
-        converter, config, pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
-    )
-    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(converter.convert())
-    return out_path
-
-
 def measure(path, data, baseline: Evaluation, evaluation: EvaluationConfig) -> dict:
     evaluated = evaluate_tflite(path, data, evaluation)
     comparison = compare(evaluated, baseline)
@@ -116,24 +94,25 @@ def sweep(model_dir, data, baseline: Evaluation, work: Path, *, quick: bool = Fa
     for index, (name, step) in enumerate(VARIANTS.items()):
         if quick and name not in QUICK_VARIANTS:
             continue
-        training = [{"technique": technique, "config": config} for technique, config in step.items()]
-        recipe = RecipeConfig(name=f"variant_{index}", steps=[*training, {"technique": "quantize"}])
-        folder = work / recipe.name
-        tflite, records = run_recipe(model_dir, recipe, folder, data=data, verbose=0)
-        row = {"variant": name, "steps": step, **measure(tflite, data, baseline, evaluation)}
-        trained = records[0]["output"] if training else model_dir
-        row["result"] = {
-            key: value
-            for record in records
-            for key, value in record["result"].items()
-            if key in ("achieved_sparsity", "max_unique_values")
-        }
-        per_tensor = convert_per_tensor_dense(trained, data, folder / "per_tensor_dense" / "model.tflite")
-        row["per_tensor_dense"] = measure(per_tensor, data, baseline, evaluation)
-        per_tensor_gzip = row["per_tensor_dense"]["gzip_ratio"]
+        folder = work / f"variant_{index}"
+        trained, result = model_dir, {}
+        for technique_name, config in step.items():
+            technique = TECHNIQUES[technique_name]
+            trained = folder / technique_name
+            outcome = technique.function()(model_dir, technique.config()(**config), trained, data=data, verbose=0)
+            result = {
+                key: value
+                for key, value in outcome.to_dict().items()
+                if key in ("achieved_sparsity", "max_unique_values")
+            }
+        row = {"variant": name, "steps": step, "result": result}
+        for granularity in GRANULARITIES:
+            config = QuantizationConfig(mode="full_integer", dense_granularity=granularity)
+            converted = quantize(trained, config, folder / granularity, data=data)
+            row[granularity] = measure(converted.tflite_path, data, baseline, evaluation)
         print(
-            f"[bench] tuning {name}: gzip x {row['gzip_ratio']:.2f} (per-tensor Dense {per_tensor_gzip:.2f}), "
-            f"drop {row['accuracy_drop']:.2f} pt",
+            f"[bench] tuning {name}: gzip x {row['per_channel']['gzip_ratio']:.2f} per-channel Dense, "
+            f"{row['per_tensor']['gzip_ratio']:.2f} per-tensor; drop {row['per_tensor']['accuracy_drop']:.2f} pt",
             flush=True,
         )
         rows.append(row)

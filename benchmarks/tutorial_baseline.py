@@ -279,11 +279,12 @@ def calibration_images(train_images, count, seed=0):
     return train_images[order[:count]]
 
 
-def int8_converter(model, calibration):
+def int8_converter(model, calibration, *, per_tensor_dense=False):
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[np.newaxis]] for image in calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
     return converter
 
 
@@ -321,7 +322,16 @@ def matched(technique, model_dir, data, out_dir, params):
             end_step=end_step,
             frequency=frequency,
         )
-        model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        block_size = tuple(params.get("block_size", (1, 1)))
+
+        def prune_layer(layer):
+            if not isinstance(layer, keras.layers.Dense | keras.layers.Conv2D):
+                return layer
+            # tfmot prunes in blocks only on 2-D weights: Dense kernels get the block, Conv2D stays unstructured.
+            block = block_size if isinstance(layer, keras.layers.Dense) else (1, 1)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule, block_size=block)
+
+        model = keras.models.clone_model(model, clone_function=prune_layer)
         fit(model, data, logits=logits, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], **_training(params))
         model = tfmot.sparsity.keras.strip_pruning(model)
         extra["achieved_sparsity"] = kernel_sparsity(model)
@@ -338,7 +348,9 @@ def matched(technique, model_dir, data, out_dir, params):
     elif technique != "ptq_int8":
         raise ValueError(f"unknown technique {technique}")
     calibration = calibration_images(data["train"][0], params.get("calibration_examples", 200))
-    path = write_tflite(int8_converter(model, calibration).convert(), out_dir, f"{technique}_matched")
+    per_tensor_dense = params.get("dense_granularity") == "per_tensor"
+    converter = int8_converter(model, calibration, per_tensor_dense=per_tensor_dense)
+    path = write_tflite(converter.convert(), out_dir, f"{technique}_matched")
     return measured(path, *data["test"], started, baseline_accuracy=baseline_accuracy, **extra)
 
 
