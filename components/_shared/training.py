@@ -5,7 +5,9 @@ import random
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.errors import OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
+from edgeopt.components._shared.model_io import load_keras_model
 
 PRUNABLE_LAYER_TYPES = ("Dense", "Conv2D")
 
@@ -61,3 +63,39 @@ def kernel_of(layer) -> np.ndarray | None:
 
 def is_prunable_type(layer) -> bool:
     return type(layer).__name__ in PRUNABLE_LAYER_TYPES
+
+
+def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: str, allow_unsafe: bool, verbose: int,
+                       callbacks=()):  # fmt: skip
+    """Loads the model fresh, wraps its Dense and Conv2D layers not in `config.skip_layers` with `wrap(layer)`, and
+    fine-tunes the clone with the config's seed, epochs, batch size and learning rate.
+
+    Loading fresh means tfmot's wrappers never share layers with the caller's model. Returns the fine-tuned wrapped
+    model and the names of the wrapped layers; raises OptimizationNotAchievedError when there is nothing to `verb`.
+    """
+    set_seeds(config.seed)
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    wrapped_names = []
+
+    def wrap_selected(layer):
+        if not is_prunable_type(layer) or layer.name in config.skip_layers:
+            return layer
+        wrapped_names.append(layer.name)
+        return wrap(layer)
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap_selected)
+    if not wrapped_names:
+        raise OptimizationNotAchievedError(
+            f"the model has no Dense or Conv2D layers to {verb} (or all are in skip_layers); use another technique"
+        )
+    fine_tune(
+        wrapped,
+        data,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        from_logits=not outputs_probabilities(model),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return wrapped, wrapped_names

@@ -7,9 +7,9 @@ import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import OptimizationNotAchievedError
-from edgeopt.components._shared.keras_bootstrap import keras, tfmot
-from edgeopt.components._shared.model_io import load_keras_model, save_step_model
-from edgeopt.components._shared.training import fine_tune, is_prunable_type, kernel_of, outputs_probabilities, set_seeds
+from edgeopt.components._shared.keras_bootstrap import tfmot
+from edgeopt.components._shared.model_io import save_step_model
+from edgeopt.components._shared.training import kernel_of, wrap_and_fine_tune
 from edgeopt.components.clustering.config import CentroidInit, ClusteringConfig
 
 
@@ -64,37 +64,20 @@ def cluster_weights(
     Example:
       >>> cluster_weights("pruned/", ClusteringConfig(number_of_clusters=16), "clustered/", data=data)
     """
-    set_seeds(config.seed)
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    from_logits = not outputs_probabilities(model)
     api = _sparsity_preserving_api() if config.preserve_sparsity else tfmot.clustering.keras
     extra = {"preserve_sparsity": True} if config.preserve_sparsity else {}
-    clustered_names = []
 
     def wrap(layer):
-        if not is_prunable_type(layer) or layer.name in config.skip_layers:
-            return layer
-        clustered_names.append(layer.name)
-        per_channel = config.per_channel and type(layer).__name__ == "Conv2D"
         return api.cluster_weights(
             layer,
             number_of_clusters=config.number_of_clusters,
             cluster_centroids_init=_centroid_init(config.centroid_init),
-            cluster_per_channel=per_channel,
+            cluster_per_channel=config.per_channel and type(layer).__name__ == "Conv2D",
             **extra,
         )
 
-    wrapped = keras.models.clone_model(model, clone_function=wrap)
-    if not clustered_names:
-        raise OptimizationNotAchievedError("the model has no Dense or Conv2D layers to cluster; use another technique")
-    fine_tune(
-        wrapped,
-        data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        from_logits=from_logits,
-        verbose=verbose,
+    wrapped, clustered_names = wrap_and_fine_tune(
+        model_path, config, data, wrap=wrap, verb="cluster", allow_unsafe=allow_unsafe, verbose=verbose
     )
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     counts = {

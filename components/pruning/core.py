@@ -8,8 +8,8 @@ import numpy as np
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConfigError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tfmot
-from edgeopt.components._shared.model_io import load_keras_model, save_step_model
-from edgeopt.components._shared.training import fine_tune, is_prunable_type, kernel_of, outputs_probabilities, set_seeds
+from edgeopt.components._shared.model_io import save_step_model
+from edgeopt.components._shared.training import kernel_of, wrap_and_fine_tune
 from edgeopt.components.pruning.config import PruningConfig, PruningSchedule, SparsityStructure
 
 
@@ -98,36 +98,21 @@ def prune(
       >>> prune("model/", PruningConfig(target_sparsity=0.8), "pruned/", data=data).achieved_sparsity
       0.8
     """
-    set_seeds(config.seed)
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    from_logits = not outputs_probabilities(model)
     plan = plan_schedule(config, data.steps_per_epoch(config.batch_size))
     wrapper_args = {"pruning_schedule": _schedule(config, plan)}
     if config.structure == SparsityStructure.TWO_OF_FOUR:
         wrapper_args["sparsity_m_by_n"] = (2, 4)
-
-    pruned_names = []
-
-    def wrap(layer):
-        if is_prunable_type(layer) and layer.name not in config.skip_layers:
-            pruned_names.append(layer.name)
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, **wrapper_args, **_block_args(config, layer))
-        return layer
-
-    wrapped = keras.models.clone_model(model, clone_function=wrap)
-    if not pruned_names:
-        raise OptimizationNotAchievedError(
-            "the model has no Dense or Conv2D layers to prune (or all are in skip_layers); use another technique"
-        )
-    fine_tune(
-        wrapped,
+    wrapped, pruned_names = wrap_and_fine_tune(
+        model_path,
+        config,
         data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        from_logits=from_logits,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        wrap=lambda layer: tfmot.sparsity.keras.prune_low_magnitude(
+            layer, **wrapper_args, **_block_args(config, layer)
+        ),
+        verb="prune",
+        allow_unsafe=allow_unsafe,
         verbose=verbose,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     achieved, per_layer = kernel_sparsity(stripped, set(pruned_names))
