@@ -669,6 +669,7 @@ def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
         f"- Run: {results['generated_utc']}, {results['wall_s'] / 60:.1f} min wall, one process"
         + (" (**--quick**: fewer epochs, recipes and repeats)" if results.get("quick") else "")
         + ".",
+        _source_line(results.get("source")),
         f"- Machine: {machine['cpu_model']}, {machine['cpu_count']} cores, {machine['platform']}. Load average "
         f"(1/5/15 min) {_load(load[0])} at the start, {_load(load[1])} at the end: **other people's work may have "
         "been running on this shared machine**, so absolute times are indicative only; every ratio compares "
@@ -707,6 +708,13 @@ def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
         render_tuned(results),
     ]
     return "\n".join(sections).rstrip() + "\n"
+
+
+def _source_line(source) -> str:
+    if not source or not source.get("commit"):
+        return "- Source: not a git checkout."
+    state = {True: "clean working tree", False: "**uncommitted changes**", None: "working tree unknown"}
+    return f"- Source: commit {source['commit'][:12]} ({state[source.get('clean')]})."
 
 
 def _load(values):

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +93,7 @@ class Bench:
             "generated_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": "make bench" if not args.quick else "benchmarks/run.py --quick",
             "quick": self.quick,
+            "source": source_revision(),
             "machine": machine(),
             "versions": versions(),
             "threads": [1, 2],
@@ -409,6 +411,17 @@ class Bench:
                 )
             collected[name] = entry
         return collected
+
+
+def source_revision() -> dict:
+    """The commit measured, and whether the working tree differed from it."""
+
+    def git(*args):
+        run = subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True, check=False)
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "clean": None if status is None else status == ""}
 
 
 def matched_params(recipe) -> dict:
