@@ -80,19 +80,24 @@ def test_block_sparsity_zeros_whole_blocks_that_stay_consecutive_in_the_tflite(t
     assert result.achieved_sparsity >= 0.73
 
     pruned = load_keras_model(tmp_path / "pruned")
-    dense_kernels = [layer.kernel.numpy() for layer in pruned.layers if isinstance(layer, keras.layers.Dense)]
-    for kernel in dense_kernels:
-        # Keras kernel [in, out]: blocks of 4 input rows per output column are zero together, or not at all.
-        blocks = kernel[: kernel.shape[0] // 4 * 4].reshape(-1, 4, kernel.shape[1])
-        zeros_per_block = np.sum(blocks == 0, axis=1)
-        assert set(np.unique(zeros_per_block)) <= {0, 4}
-        assert np.mean(zeros_per_block == 4) >= 0.7
+    *body, head = [layer.kernel.numpy() for layer in pruned.layers if isinstance(layer, keras.layers.Dense)]
+    assert body
+
+    def zeros_per_block(kernel):
+        # Keras kernel [in, out]: blocks of 4 input rows of one output column.
+        return np.sum(kernel[: kernel.shape[0] // 4 * 4].reshape(-1, 4, kernel.shape[1]) == 0, axis=1)
+
+    for kernel in body:
+        assert set(np.unique(zeros_per_block(kernel))) <= {0, 4}  # zero together, or not at all
+        assert np.mean(zeros_per_block(kernel) == 4) >= 0.7
+    assert np.mean(head == 0) >= 0.7 and set(np.unique(zeros_per_block(head))) - {0, 4}  # the head: unstructured
 
     int8 = quantize(tmp_path / "pruned", QuantizationConfig(), tmp_path / "int8", data=digits_data)
-    dense_int8 = [tensor for tensor in kernels(int8.tflite_path, "INT8") if len(tensor.shape) == 2]
-    assert len(dense_int8) == len(dense_kernels)
-    for tensor in dense_int8:
-        # Stored transposed, [out, in]: each block is four consecutive bytes of the file.
+    body_shapes = {kernel.shape[::-1] for kernel in body}  # TFLite stores Dense kernels transposed, [out, in]
+    body_int8 = [tensor for tensor in kernels(int8.tflite_path, "INT8") if tensor.shape in body_shapes]
+    assert len(body_int8) == len(body)
+    for tensor in body_int8:
+        # Each block is four consecutive bytes of the file.
         runs = tensor.values[:, : tensor.shape[1] // 4 * 4].reshape(tensor.shape[0], -1, 4)
         assert np.mean(np.all(runs == 0, axis=-1)) >= 0.7
 

@@ -67,8 +67,9 @@ def is_prunable_type(layer) -> bool:
 
 def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: str, allow_unsafe: bool, verbose: int,
                        callbacks=()):  # fmt: skip
-    """Loads the model fresh, wraps its Dense and Conv2D layers not in `config.skip_layers` with `wrap(layer)`, and
-    fine-tunes the clone with the config's seed, epochs, batch size and learning rate.
+    """Loads the model fresh, wraps its Dense and Conv2D layers not in `config.skip_layers` with
+    `wrap(layer, model)` (`model`: the freshly loaded source), and fine-tunes the clone with the config's seed,
+    epochs, batch size and learning rate.
 
     Loading fresh means tfmot's wrappers never share layers with the caller's model. Returns the fine-tuned wrapped
     model and the names of the wrapped layers; raises OptimizationNotAchievedError when there is nothing to `verb`.
@@ -81,7 +82,7 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
         if not is_prunable_type(layer) or layer.name in config.skip_layers:
             return layer
         wrapped_names.append(layer.name)
-        return wrap(layer)
+        return wrap(layer, model)
 
     wrapped = keras.models.clone_model(model, clone_function=wrap_selected)
     if not wrapped_names:

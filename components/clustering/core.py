@@ -67,7 +67,7 @@ def cluster_weights(
     api = _sparsity_preserving_api() if config.preserve_sparsity else tfmot.clustering.keras
     extra = {"preserve_sparsity": True} if config.preserve_sparsity else {}
 
-    def wrap(layer):
+    def wrap(layer, _model):
         return api.cluster_weights(
             layer,
             number_of_clusters=config.number_of_clusters,

@@ -43,9 +43,9 @@ class PruningConfig(StrictConfig):
         (1, 1),
         description=(
             "Dense kernels are pruned in blocks of (input rows, output columns) that are zero together; Conv2D kernels "
-            "stay unstructured (tfmot supports blocks on 2-D weights only). TFLite stores a Dense kernel transposed, "
-            "so a (4, 1) block is four consecutive zero bytes in the .tflite: runs gzip codes far better than "
-            "scattered zeros. (1, 1) is unstructured; unstructured only."
+            "(tfmot supports blocks on 2-D weights only) and the last Dense layer, the head, stay unstructured. "
+            "TFLite stores a Dense kernel transposed, so a (4, 1) block is four consecutive zero bytes in the "
+            ".tflite: runs gzip codes far better than scattered zeros. (1, 1) is unstructured; unstructured only."
         ),
     )
     epochs: pydantic.PositiveInt = pydantic.Field(4, description="Fine-tuning epochs over the training split.")
