@@ -11,7 +11,7 @@ One process, one run, in this order (every ratio below is measured in this same 
   5. the hand-written tfmot tutorial flows (benchmarks/tutorial_baseline.py) as written and with edgeopt's
      hyperparameters, against the core on the same model and data;
   6. TFX's own TFLite rewriter against edgeopt's export and quantization;
-  7. one recipe through the core, a minimal TFX LocalDagRunner pipeline and kfp.local (benchmarks/orchestration.py);
+  7. two recipes through the core, a minimal TFX LocalDagRunner pipeline and kfp.local (benchmarks/orchestration.py);
   8. the calibration sampler's and MLflow's stored results (benchmarks/calibration_sampler.py,
      benchmarks/mlflow_logging_cost.py), when present.
 Writes benchmarks/results/latest.json, benchmarks/results/pareto.png and BENCHMARKS.md (benchmarks/report.py).
@@ -45,6 +45,7 @@ QUICK_RECIPES = ("ptq_int8", "ptq_fp16", "qat", "prune80_int8", "cluster16_int8"
 # On MobileNetV2 every step saves and reloads a ~150-layer SavedModel and converts it (about 20 s each on this
 # 2-core machine), so by default it runs the recipes the published tfmot claims and the physical limits cover.
 QUICK_MOBILENET_RECIPES = ("ptq_int8", "ptq_fp16")
+ORCHESTRATION_RECIPES = ("ptq_int8", "prune80_int8")
 PACKAGES = (
     "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tfx", "kfp", "mlflow",
     "apache-beam", "numpy", "edgeopt",
@@ -324,14 +325,19 @@ class Bench:
         from edgeopt.components.recipes.config import RecipeConfig
 
         model = self.models["digits_cnn"]
-        return orchestration.compare_paths(
-            model["model_dir"],
-            model["examples"],
-            model["spec"],
-            RecipeConfig.builtin("ptq_int8"),
-            self.work / "orchestration",
-            repeats=1 if self.quick else 3,
-        )
+        # The shortest job (fixed costs dominate) and one that fine-tunes (the usual optimize step).
+        recipes = ORCHESTRATION_RECIPES[:1] if self.quick else ORCHESTRATION_RECIPES
+        return [
+            orchestration.compare_paths(
+                model["model_dir"],
+                model["examples"],
+                model["spec"],
+                RecipeConfig.builtin(name),
+                self.work / "orchestration" / name,
+                repeats=1 if self.quick else 3,
+            )
+            for name in recipes
+        ]
 
     # ---- results ---------------------------------------------------------------------------------------------------
     def last_step_accuracy(self, name, recipe):
