@@ -45,6 +45,10 @@ def _type_name(annotation) -> str:
         return annotation.__name__
     args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # constrained types (PositiveInt, ...): the description states the bound
+        return _type_name(args[0])
+    if origin is tuple:
+        return "[" + ", ".join(_type_name(arg) for arg in args) + "]"
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " or ".join(_type_name(arg) for arg in args) + (
             " or null" if len(args) < len(typing.get_args(annotation)) else ""
