@@ -149,8 +149,12 @@ def _metric_reasons(comparison: Comparison, metric: dict, gate: GateConfig) -> l
             reasons.append(
                 f"accuracy drop {comparison.metric_delta:.2f} pt > max_accuracy_drop {gate.max_accuracy_drop}"
             )
-    elif max_absolute is None and max_relative is None:
-        max_relative = gate.max_accuracy_drop
+    elif max_absolute is None and max_relative is None and gate.max_accuracy_drop is not None:
+        if comparison.metric_delta_relative > gate.max_accuracy_drop:
+            reasons.append(
+                f"{name} degradation {comparison.metric_delta_relative:.2f} % > {gate.max_accuracy_drop} % "
+                "(max_accuracy_drop, applied relative to the baseline's value as no metric gate is set)"
+            )
     if max_absolute is not None and comparison.metric_delta > max_absolute:
         reasons.append(f"{name} degradation {comparison.metric_delta:.4g} > max_metric_drop {max_absolute}")
     if max_relative is not None and comparison.metric_delta_relative > max_relative:

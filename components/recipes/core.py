@@ -267,6 +267,7 @@ def render_table(report: dict) -> str:
     after the task's metric (and the output it reads), its delta is positive when the candidate is worse."""
     baseline = report["baseline"]
     metric_name, delta_name = _metric_heading(report)
+    delta_format = ".2f" if delta_name == "drop (pt)" else ".4f"
     rows = [
         f"| recipe | steps | bytes | gzip bytes | size x | gzip x | {metric_name} | {delta_name} | p50 ms | p90 ms "
         "| speedup | gate |",
@@ -282,7 +283,7 @@ def render_table(report: dict) -> str:
             f"| {candidate['recipe']} | {'+'.join(candidate['steps'])} | {_fmt(candidate['tflite_bytes'], 'd')} | "
             f"{_fmt(candidate['gzip_bytes'], 'd')} | {_fmt(candidate['size_ratio'], '.2f')} | "
             f"{_fmt(candidate['gzip_ratio'], '.2f')} | {_fmt(_metric_value(candidate), '.4f')} | "
-            f"{_fmt(_metric_delta(candidate), '.2f')} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
+            f"{_fmt(_metric_delta(candidate), delta_format)} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
             f"{_fmt(candidate['latency_ms']['p90'], '.3f')} | {_fmt(candidate['speedup'], '.2f')} | "
             f"{verdict.replace('|', '/')} |"
         )
