@@ -63,8 +63,8 @@ class DataSpec(StrictConfig):
     )
     task: Task | None = pydantic.Field(
         None,
-        description="classification, binary, multilabel or regression (unset: classification, fine-tuned with the "
-        "model's own compiled loss when it has one).",
+        description="classification, binary, multilabel or regression (unset: classification, integer or one-hot "
+        "labels); it picks the fine-tuning loss and the metrics that apply.",
     )
     metric: Metric | None = pydantic.Field(
         None,
@@ -73,14 +73,17 @@ class DataSpec(StrictConfig):
     )
     top_k: pydantic.PositiveInt = pydantic.Field(5, description="k of top_k_accuracy.")
     output: str | None = pydantic.Field(
-        None, min_length=1, description="Model output the metric reads, by Keras output name (unset: the first)."
+        None,
+        min_length=1,
+        description="Model output the metric reads and fine-tuning trains, by Keras output name (unset: the only "
+        "output; a model with several must name one).",
     )
     input_shape: list[pydantic.PositiveInt] | None = pydantic.Field(
         None, description="Reshape the concatenated features to the model's input shape (no batch), e.g. [8, 8, 1]."
     )
     scale: float = pydantic.Field(1.0, gt=0, description="Multiply the features by this factor (e.g. 1/255).")
     train_split: str = pydantic.Field("train", description="Split folder (Split-NAME) used for fine-tuning.")
-    eval_split: str = pydantic.Field("eval", description="Split folder used for accuracy and validation.")
+    eval_split: str = pydantic.Field("eval", description="Split folder used for the metric and validation.")
 
     @pydantic.model_validator(mode="after")
     def _check_consistency(self):
