@@ -152,3 +152,24 @@ def test_module_metric_fn_must_say_its_direction(tmp_path):
     module.write_text(module.read_text() + "\nMETRIC_HIGHER_IS_BETTER = False\nTASK = 'regression'\n")
     task = load_training_data(tmp_path, module_file=module).task
     assert (task.metric, task.higher_is_better, task.task) == ("metric_fn", False, Task.REGRESSION)
+
+
+def test_multilabel_scores_each_label():
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    probabilities = np.array([[0.8, 0.3], [0.4, 0.9], [0.7, 0.2], [0.1, 0.6]])
+    assert compute_metric(Metric.ACCURACY, Task.MULTILABEL, labels, probabilities) == 0.75  # 6 of 8 labels
+    # Label 0 is ranked perfectly; label 1 has one of two positives above both negatives.
+    assert compute_metric(Metric.AUC, Task.MULTILABEL, labels, probabilities) == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_pareto_plot_takes_a_regressor_report(tmp_path):
+    from edgeopt.components.tracking.pareto import plot_pareto
+
+    def measured(name, mae, gzip_bytes):
+        return {"recipe": name, "metric": _metric("mae", mae), "accuracy": None, "gzip_bytes": gzip_bytes,
+                "latency_ms": {"p50": 0.01}, "gate": {"passed": True}}  # fmt: skip
+
+    failed = {"recipe": "broken", "metric": None, "accuracy": None, "gate": {"passed": False}, "error": "x"}
+    report = {"baseline": measured("baseline", 0.40, 4000), "candidates": [measured("int8", 0.41, 1500), failed]}
+    path = plot_pareto(report, tmp_path / "pareto.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
