@@ -173,3 +173,13 @@ def test_pareto_plot_takes_a_regressor_report(tmp_path):
     report = {"baseline": measured("baseline", 0.40, 4000), "candidates": [measured("int8", 0.41, 1500), failed]}
     path = plot_pareto(report, tmp_path / "pareto.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_child_run_metrics_carry_the_metric_under_its_name():
+    from edgeopt.components.tracking.records import candidate_metrics, sort_rows
+
+    candidate = {"recipe": "int8", "metric": _metric("auc", 0.93), "metric_delta": 0.5, "gate": {"passed": True}}
+    metrics = candidate_metrics(candidate)
+    assert metrics["auc"] == 0.93 and metrics["metric.value"] == 0.93 and metrics["metric_delta"] == 0.5
+    rows = [{"metrics": {"auc": 0.91}}, {"metrics": {"auc": 0.95}}, {"metrics": {}}]
+    assert [row["metrics"].get("auc") for row in sort_rows(rows, "auc")] == [0.95, 0.91, None]

@@ -43,7 +43,7 @@ CANDIDATE_METRICS = (
 # Candidate fields that are not metrics: `config` becomes params, `gate` tags, `step_records` per-step metrics.
 _NOT_METRICS = {"config", "gate", "step_records", "latency_ms"}
 # Metrics where a larger value is better; every other metric (bytes, latency, drop, difference) is better smaller.
-HIGHER_IS_BETTER = {"size_ratio", "gzip_ratio", "accuracy", "speedup", "top1_agreement"}
+HIGHER_IS_BETTER = {"size_ratio", "gzip_ratio", "accuracy", "speedup", "top1_agreement", "top_k_accuracy", "auc"}
 
 # MLflow's limits (mlflow/utils/validation.py); values past them are truncated rather than failing the whole batch.
 MAX_PARAM_VALUE = 6000
@@ -114,6 +114,9 @@ def candidate_metrics(candidate: dict) -> dict[str, float]:
     for key, value in candidate.items():
         if key not in _NOT_METRICS:
             metrics.update(_numbers(value, key))
+    metric = candidate.get("metric") or {}
+    if metric.get("value") is not None:  # also under its own name (`mae`, `auc`), for `edgeopt compare --metric`
+        metrics[_metric_key(metric["name"])] = float(metric["value"])
     for index, record in enumerate(candidate.get("step_records") or []):
         prefix = f"steps.{index}.{record.get('technique', 'step')}"
         metrics.update(_numbers(record.get("seconds"), f"{prefix}.seconds"))
