@@ -105,7 +105,7 @@ def test_dict_input_classifier_through_the_cli_with_a_data_spec(wine, tmp_path):
     result = edgeopt("optimize", "--model", model, "--examples", examples, "--data-spec", spec,
                      *_recipes(tmp_path), "--out", out, "--timed-runs", 10)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| accuracy [logits] |" in result.stdout
+    assert "| accuracy | drop (pt) |" in result.stdout
     report = _check_named_input_report(out, "accuracy")
     assert report["baseline"]["accuracy"] >= 0.9
     prune = report["candidates"][1]
@@ -122,7 +122,7 @@ def test_dict_input_classifier_through_the_cli_with_a_module_file(wine, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     report = _check_named_input_report(out, "top_k_accuracy")
     assert report["baseline"]["metric"]["value"] >= report["baseline"]["accuracy"]  # top-2 >= top-1
-    assert "| top_k_accuracy [logits] |" in result.stdout
+    assert "| top_k_accuracy | drop (pt) |" in result.stdout
 
 
 def test_named_inputs_through_the_kfp_components(wine, tmp_path):
@@ -181,7 +181,8 @@ def test_regressor_is_scored_and_gated_on_mae(tmp_path):
     relative_delta = relative["metric_delta"] / baseline["metric"]["value"] * 100
     assert relative["metric_delta_relative"] == pytest.approx(relative_delta)
     assert relative["gate"]["passed"] is (relative_delta <= 1.0)
-    assert "| mae [progression] | worse by |" in (tmp_path / "out" / "report.md").read_text()
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| mae | worse by |" in markdown and "the metric reads output `progression`" in markdown
 
 
 def test_binary_sigmoid_model_is_scored_by_auc(tmp_path):
@@ -244,3 +245,68 @@ def test_serving_signature_that_parses_examples_is_converted_from_the_keras_call
     assert set(runner.input_names) == {"chemistry", "appearance"} and runner.input_dtype == np.float32
     inputs, _ = data.arrays("eval")
     np.testing.assert_allclose(runner.predict(inputs), model(inputs).numpy(), atol=1e-5)
+
+
+def test_tfx_executors_with_a_trainer_module_of_named_features_and_a_regressor(wine, tmp_path):
+    """The TFX face on the same core: quantize, export and evaluate a dict-input model read through a Trainer
+    module, and evaluate a regressor (no accuracy: the artifact's properties carry the metric instead)."""
+    from tfx.types import standard_artifacts
+
+    from edgeopt.components._shared import tfx_component as face
+    from edgeopt.components.evaluation.tfx_component import CompressionEvaluatorExecutor
+    from edgeopt.components.export.tfx_component import TFLiteExporterExecutor
+    from edgeopt.components.quantization.tfx_component import QuantizerExecutor
+
+    def artifact(kind, uri):
+        instance = kind()
+        instance.uri = str(uri)
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        return instance
+
+    module = tmp_path / "trainer_module.py"
+    module.write_text(DICT_MODULE)
+    features, targets = task_models.diabetes()
+    regression_module = tmp_path / "regression_module.py"
+    regression_module.write_text(
+        "import tensorflow as tf\nTASK = 'regression'\nMETRIC = 'rmse'\n\n"
+        "def input_fn(file_pattern, batch_size):\n"
+        "    spec = {'clinical': tf.io.FixedLenFeature([10], tf.float32),\n"
+        "            'label': tf.io.FixedLenFeature([], tf.float32)}\n"
+        "    records = tf.data.TFRecordDataset(file_pattern, compression_type='GZIP').batch(batch_size)\n"
+        "    return records.map(lambda r: tf.io.parse_example(r, spec)).map(lambda f: (f['clinical'], f['label']))\n"
+    )  # fmt: skip
+    regression_examples = task_models.write_examples(tmp_path / "diabetes", features, targets)
+    cases = {
+        "wine": (wine[0], wine[1], module),
+        "diabetes": (regression_examples, task_models.regressor(tmp_path / "regressor", features, targets),
+                     regression_module),
+    }  # fmt: skip
+    for name, (examples_dir, model_dir, module_file) in cases.items():
+        examples = artifact(standard_artifacts.Examples, examples_dir)
+        model = artifact(standard_artifacts.Model, model_dir)
+        properties = face.data_source_properties(module_file=module_file) | {face.COMPONENT_VERSION_KEY: "test"}
+        quantized = artifact(standard_artifacts.Model, tmp_path / name / "quantized")
+        QuantizerExecutor().Do(
+            {face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples]},
+            {face.OUTPUT_MODEL_KEY: [quantized]},
+            {face.CONFIG_KEY: json.dumps({"mode": "full_integer"}), **properties},
+        )
+        baseline = artifact(standard_artifacts.Model, tmp_path / name / "baseline")
+        TFLiteExporterExecutor().Do(
+            {face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples]},
+            {face.OUTPUT_MODEL_KEY: [baseline]},
+            {face.CONFIG_KEY: "{}", **properties},
+        )
+        evaluation = artifact(standard_artifacts.ModelEvaluation, tmp_path / name / "evaluation")
+        CompressionEvaluatorExecutor().Do(
+            {face.MODEL_KEY: [quantized], face.BASELINE_MODEL_KEY: [baseline], face.EXAMPLES_KEY: [examples]},
+            {face.BLESSING_KEY: [artifact(standard_artifacts.ModelBlessing, tmp_path / name / "blessing")],
+             face.EVALUATION_KEY: [evaluation]},
+            {"gate": json.dumps({"max_metric_drop_relative": 5.0}), "evaluation_config": json.dumps({"timed_runs": 5}),
+             **properties},
+        )  # fmt: skip
+        record = json.loads((Path(evaluation.uri) / "metrics.json").read_text())
+        expected = "top_k_accuracy" if name == "wine" else "rmse"
+        assert evaluation.get_string_custom_property("metric") == record["metric"]["name"] == expected
+        assert evaluation.get_float_custom_property("metric_value") == pytest.approx(record["metric"]["value"])
+        assert (record["accuracy"] is None) is (name == "diabetes")

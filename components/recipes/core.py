@@ -247,10 +247,10 @@ def _fmt(value, pattern: str) -> str:
 
 
 def _metric_heading(report: dict) -> tuple[str, str]:
-    """Column headings for the metric and its delta: `accuracy` / `drop (pt)`, `mae` / `worse by`, ..."""
+    """Column headings for the metric and its delta: `accuracy` / `drop (pt)`, `mae` / `worse by`, ... (the output
+    the metric reads is in the report's preamble, so the digits table reads as it always did)."""
     metric = report["baseline"].get("metric") or {"name": "accuracy"}
-    name = metric["name"] + (f" [{metric['output']}]" if metric.get("output") else "")
-    return name, "drop (pt)" if metric["name"] in FRACTION_METRICS else "worse by"
+    return metric["name"], "drop (pt)" if metric["name"] in FRACTION_METRICS else "worse by"
 
 
 def _metric_value(record: dict):
@@ -264,7 +264,7 @@ def _metric_delta(candidate: dict):
 
 def render_table(report: dict) -> str:
     """A Markdown table of the baseline and every candidate, also what the CLI prints; the metric column is named
-    after the task's metric (and the output it reads), its delta is positive when the candidate is worse."""
+    after the task's metric, its delta is positive when the candidate is worse."""
     baseline = report["baseline"]
     metric_name, delta_name = _metric_heading(report)
     delta_format = ".2f" if delta_name == "drop (pt)" else ".4f"
@@ -299,6 +299,8 @@ def render_markdown(report: dict) -> str:
     else:
         direction = "higher" if metric["higher_is_better"] else "lower"
         scored = f"scored by {metric['name']}, {direction} is better; `worse by` is positive when a candidate is worse"
+    if metric.get("output"):
+        scored += f"; the metric reads output `{metric['output']}`"
     return (
         "# edgeopt report\n\n"
         f"Baseline `{baseline['model_path']}` (sha256 {baseline['model_digest'][:12]}), evaluated on "
