@@ -310,3 +310,19 @@ def test_tfx_executors_with_a_trainer_module_of_named_features_and_a_regressor(w
         assert evaluation.get_string_custom_property("metric") == record["metric"]["name"] == expected
         assert evaluation.get_float_custom_property("metric_value") == pytest.approx(record["metric"]["value"])
         assert (record["accuracy"] is None) is (name == "diabetes")
+
+
+def test_scalar_features_reach_inputs_of_shape_one_by_name(tmp_path):
+    """TFX feature specs yield scalar features as [batch] or [batch, 1]; both feed a Keras Input of shape (1,)."""
+    age, dose = keras.Input((1,), name="age"), keras.Input((1,), name="dose")
+    model = keras.Model([age, dose], keras.layers.Dense(2, name="out")(keras.layers.Concatenate()([age, dose])))
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    rng = np.random.default_rng(0)
+    columns = {"dose": rng.normal(size=7).astype(np.float32), "age": rng.normal(size=7).astype(np.float32)}
+    expected = model([columns["age"][:, None], columns["dose"][:, None]]).numpy()
+    runner = TfliteRunner(tflite)
+    np.testing.assert_allclose(runner.predict(columns), expected, atol=1e-6)
+    np.testing.assert_allclose(runner.predict({k: v[:, None] for k, v in columns.items()}), expected, atol=1e-6)
+    with pytest.raises(DataError, match=r"needs inputs \['dose'\]"):
+        runner.predict({"age": columns["age"], "weight": columns["dose"]})

@@ -183,3 +183,12 @@ def test_child_run_metrics_carry_the_metric_under_its_name():
     assert metrics["auc"] == 0.93 and metrics["metric.value"] == 0.93 and metrics["metric_delta"] == 0.5
     rows = [{"metrics": {"auc": 0.91}}, {"metrics": {"auc": 0.95}}, {"metrics": {}}]
     assert [row["metrics"].get("auc") for row in sort_rows(rows, "auc")] == [0.95, 0.91, None]
+
+
+def test_module_metric_fn_scores_and_sets_the_direction():
+    def median_error(y_true, y_pred):
+        return float(np.median(np.abs(y_true - y_pred.reshape(-1))))
+
+    task = make_task_spec("regression", metric_fn=median_error, higher_is_better=False)
+    assert task.score(np.array([1.0, 2.0, 3.0]), np.array([[1.5], [2.0], [5.0]])) == 0.5
+    assert task.describe(0.5) == {"name": "median_error", "higher_is_better": False, "value": 0.5, "output": None}

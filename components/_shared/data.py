@@ -235,6 +235,20 @@ def select(inputs: Inputs, index) -> Inputs:
     return inputs[index]
 
 
+def keras_inputs(keras_model, inputs: Inputs) -> Inputs:
+    """What the Keras model's call takes: a dict narrowed to its input names (a TFX input_fn may yield more
+    features), or a single-input model's array."""
+    if not isinstance(inputs, dict):
+        return inputs
+    names = list(keras_model.input_names)
+    if len(names) == 1 and len(inputs) == 1:
+        return next(iter(inputs.values()))
+    missing = [name for name in names if name not in inputs]
+    if missing:
+        raise DataError(f"the model needs inputs {missing}, which the data does not give (it has {list(inputs)})")
+    return {name: inputs[name] for name in names}
+
+
 def _as_numpy(batch) -> Inputs:
     if isinstance(batch, dict):
         return {str(name): np.asarray(value) for name, value in batch.items()}

@@ -67,13 +67,21 @@ class TfliteRunner:
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
                 raise DataError(f"{self.path} has inputs {self.input_names}; pass a dict of arrays keyed by them")
-            return {self.input_names[0]: np.asarray(inputs)}
+            return {self.input_names[0]: self._with_rank(np.asarray(inputs), self.input_detail)}
         if len(self.inputs) == 1 and len(inputs) == 1:
-            return {self.input_names[0]: np.asarray(next(iter(inputs.values())))}
+            return {self.input_names[0]: self._with_rank(np.asarray(next(iter(inputs.values()))), self.input_detail)}
         missing = [name for name in self.inputs if name not in inputs]
         if missing:
             raise DataError(f"{self.path} needs inputs {missing}, which the data does not give (it has {list(inputs)})")
-        return {name: np.asarray(inputs[name]) for name in self.inputs}
+        return {name: self._with_rank(np.asarray(inputs[name]), self.inputs[name]) for name in self.inputs}
+
+    @staticmethod
+    def _with_rank(array: np.ndarray, detail: dict) -> np.ndarray:
+        # A scalar feature may arrive as [batch] where the model's Input is [batch, 1], as Keras accepts it.
+        shape = list(detail["shape"])
+        if array.ndim == len(shape) - 1 and int(np.prod(shape[1:])) == 1:
+            return array.reshape(len(array), *shape[1:])
+        return array
 
     def _prepare(self, batch_size: int):
         if self._batch != batch_size:

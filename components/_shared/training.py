@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 
-from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.data import TrainingData, keras_inputs
 from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
@@ -22,10 +22,10 @@ def set_seeds(seed: int):
 
 def _activation_name(layer) -> str:
     layer = getattr(layer, "layer", layer)  # tfmot wrappers hold the user's layer
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
     activation = getattr(layer, "activation", None)
     activation = getattr(activation, "activation", activation)  # QAT's QuantizeAwareActivation holds the original
-    if type(layer).__name__ in ("Softmax", "Activation") and activation is None:
-        return "softmax" if type(layer).__name__ == "Softmax" else ""
     return getattr(activation, "__name__", "")
 
 
@@ -36,9 +36,7 @@ def outputs_probabilities(model, output: str | None = None) -> bool:
     if output is not None:
         name = match_output_name(list(model.output_names), output)
         layer = model.get_layer(name) if name is not None else layer
-    return (
-        _activation_name(layer) in ("softmax", "sigmoid") or type(getattr(layer, "layer", layer)).__name__ == "Softmax"
-    )
+    return _activation_name(layer) in ("softmax", "sigmoid")
 
 
 def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool):
@@ -96,10 +94,8 @@ def fine_tune(
         loss=loss if output is None else {output: loss},
         metrics=[metric] if output is None else {output: [metric]},
     )
-    if isinstance(inputs, dict):
-        inputs = {name: inputs[name] for name in model.input_names} if len(model.input_names) > 1 else inputs
     model.fit(
-        inputs,
+        keras_inputs(model, inputs),
         labels if output is None else {output: labels},
         batch_size=batch_size,
         epochs=epochs,

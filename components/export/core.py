@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.data import Inputs, TrainingData, count, select
-from edgeopt.components._shared.errors import ConversionError, DataError
+from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
+from edgeopt.components._shared.errors import ConversionError
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
@@ -34,20 +34,6 @@ class ConversionResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def keras_inputs(keras_model, inputs: Inputs) -> Inputs:
-    """What the Keras model's call takes: a dict narrowed to its input names (a TFX input_fn may yield more
-    features), or a single-input model's array."""
-    if not isinstance(inputs, dict):
-        return inputs
-    names = list(keras_model.input_names)
-    if len(names) == 1 and len(inputs) == 1:
-        return next(iter(inputs.values()))
-    missing = [name for name in names if name not in inputs]
-    if missing:
-        raise DataError(f"the model needs inputs {missing}, which the data does not give (it has {list(inputs)})")
-    return {name: inputs[name] for name in names}
 
 
 def keras_outputs(keras_model, inputs: Inputs) -> dict[str, np.ndarray]:

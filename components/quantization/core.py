@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 
-from edgeopt.components._shared.data import Inputs, TrainingData, count, select
+from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
-from edgeopt.components.export.core import ConversionResult, convert_and_validate, keras_inputs
+from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
 
 
