@@ -67,7 +67,7 @@ def breast_cancer() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"measurements": _standardized(data.data)}, data.target.astype(np.int64)
 
 
-def _fit_and_save(model, inputs, targets, loss, path, *, epochs: int, learning_rate: float = 0.02) -> Path:
+def fit_and_save(model, inputs, targets, loss, path, *, epochs: int, learning_rate: float = 0.02) -> Path:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     model.fit(inputs, targets, epochs=epochs, batch_size=32, verbose=0)
     model.save(str(path), include_optimizer=False)
@@ -85,7 +85,7 @@ def dict_input_classifier(path, features: dict[str, np.ndarray], labels: np.ndar
     logits = keras.layers.Dense(3, name="logits")(hidden)
     model = keras.Model({"chemistry": chemistry, "appearance": appearance}, logits)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return _fit_and_save(model, features, labels, loss, path, epochs=40)
+    return fit_and_save(model, features, labels, loss, path, epochs=40)
 
 
 def two_output_classifier(path, features: dict[str, np.ndarray], labels: np.ndarray) -> Path:
@@ -101,7 +101,7 @@ def two_output_classifier(path, features: dict[str, np.ndarray], labels: np.ndar
     alcohol = keras.layers.Dense(1, name="alcohol")(hidden)
     model = keras.Model({"chemistry": chemistry, "appearance": appearance}, [species, alcohol])
     targets = [labels, features["chemistry"][:, :1]]
-    return _fit_and_save(model, features, targets, ["sparse_categorical_crossentropy", "mse"], path, epochs=40)
+    return fit_and_save(model, features, targets, ["sparse_categorical_crossentropy", "mse"], path, epochs=40)
 
 
 def regressor(path, features: dict[str, np.ndarray], targets: np.ndarray) -> Path:
@@ -110,7 +110,7 @@ def regressor(path, features: dict[str, np.ndarray], targets: np.ndarray) -> Pat
     inputs = keras.Input((10,), name="clinical")
     hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1, name="progression")(hidden))
-    return _fit_and_save(model, features["clinical"], targets, "mse", path, epochs=60)
+    return fit_and_save(model, features["clinical"], targets, "mse", path, epochs=60)
 
 
 def binary_classifier(path, features: dict[str, np.ndarray], labels: np.ndarray) -> Path:
@@ -119,4 +119,4 @@ def binary_classifier(path, features: dict[str, np.ndarray], labels: np.ndarray)
     inputs = keras.Input((30,), name="measurements")
     hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="malignant")(hidden))
-    return _fit_and_save(model, features["measurements"], labels, "binary_crossentropy", path, epochs=20)
+    return fit_and_save(model, features["measurements"], labels, "binary_crossentropy", path, epochs=20)

@@ -326,3 +326,34 @@ def test_scalar_features_reach_inputs_of_shape_one_by_name(tmp_path):
     np.testing.assert_allclose(runner.predict({k: v[:, None] for k, v in columns.items()}), expected, atol=1e-6)
     with pytest.raises(DataError, match=r"needs inputs \['dose'\]"):
         runner.predict({"age": columns["age"], "weight": columns["dose"]})
+
+
+def test_multilabel_and_one_hot_labels_fine_tune_with_their_task_loss(tmp_path):
+    """QAT on a three-tag sigmoid model and on a softmax model with one-hot float labels: sparse cross-entropy
+    (the classifier default) would refuse both label shapes, so a measured candidate shows the task's loss ran."""
+    features, labels = task_models.wine_named()
+    x = np.concatenate([features["chemistry"], features["appearance"]], axis=1)
+    cases = {
+        "tags": (np.stack([labels == 0, labels == 1, x[:, 0] > 0], 1).astype(np.int64), "sigmoid",
+                 {"task": "multilabel"}),
+        "one_hot": (np.eye(3, dtype=np.float32)[labels], "softmax", {"label_dtype": "float32", "metric": "auc"}),
+    }  # fmt: skip
+    steps = [
+        {"technique": "qat", "config": {"epochs": 2}},
+        {"technique": "quantize", "config": {"mode": "full_integer"}},
+    ]
+    qat = RecipeConfig(name="qat_int8", steps=steps)
+    for name, (targets, activation, declared) in cases.items():
+        examples = task_models.write_examples(tmp_path / name, {"x": x}, targets)
+        inputs = keras.Input((13,), name="x")
+        model = keras.Model(inputs, keras.layers.Dense(3, activation=activation, name="head")(inputs))
+        loss = "binary_crossentropy" if activation == "sigmoid" else "categorical_crossentropy"
+        saved = task_models.fit_and_save(model, x, targets, loss, tmp_path / f"{name}_model", epochs=20)
+        spec = DataSpec(features=[{"key": "x", "shape": [13]}], label_key="label", label_shape=[3], **declared)
+        data = load_training_data(examples, data_spec=spec)
+        report = optimize(saved, [qat], tmp_path / f"{name}_out", data=data, evaluation=FAST, verbose=0)
+        candidate = report["candidates"][0]
+        assert candidate.get("error") is None, candidate.get("error")
+        assert report["baseline"]["metric"]["name"] == candidate["metric"]["name"] == "auc"
+        assert (report["baseline"]["accuracy"] is None) is (name == "tags")
+        assert candidate["metric_delta"] < 5.0
