@@ -25,6 +25,8 @@ README_CONFIGS = {
     "evaluation": [
         "edgeopt.components.evaluation.config.EvaluationConfig",
         "edgeopt.components.evaluation.config.GateConfig",
+        "edgeopt.components._shared.data.DataSpec",
+        "edgeopt.components._shared.data.FeatureSpec",
     ],
     "recipes": ["edgeopt.components.recipes.config.RecipeConfig"],
     "tracking": ["edgeopt.components.tracking.config.TrackingConfig"],

@@ -78,7 +78,7 @@ def evaluate_in_folder(candidate_dir, baseline_dir, data, gate, evaluation, cand
         f"# {record['recipe']}: gate {verdict}\n\n| | baseline | candidate |\n|---|---:|---:|\n"
         f"| bytes | {baseline.tflite_bytes} | {candidate.tflite_bytes} |\n"
         f"| gzip bytes | {baseline.gzip_bytes} | {candidate.gzip_bytes} |\n"
-        f"| accuracy | {baseline.accuracy:.4f} | {candidate.accuracy:.4f} |\n"
+        f"| {baseline.metric['name']} | {baseline.metric['value']:.4f} | {candidate.metric['value']:.4f} |\n"
         f"| p50 ms | {baseline.latency_ms['p50']:.3f} | {candidate.latency_ms['p50']:.3f} |\n"
     )
     return record

@@ -1,13 +1,14 @@
-"""Fine-tuning shared by pruning, clustering and QAT: seeded, classification, one compiled loss."""
+"""Fine-tuning shared by pruning, clustering and QAT: seeded, with the loss of the data's task."""
 
 import random
 
 import numpy as np
 
-from edgeopt.components._shared.data import TrainingData
-from edgeopt.components._shared.errors import OptimizationNotAchievedError
+from edgeopt.components._shared.data import TrainingData, keras_inputs
+from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components._shared.tasks import Task, TaskSpec, match_output_name
 
 PRUNABLE_LAYER_TYPES = ("Dense", "Conv2D")
 
@@ -19,11 +20,50 @@ def set_seeds(seed: int):
     keras.utils.set_random_seed(seed)
 
 
-def outputs_probabilities(model) -> bool:
-    """True when the model ends in a softmax, so the loss must not apply one again."""
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax" or type(last).__name__ == "Softmax"
+def _activation_name(layer) -> str:
+    layer = getattr(layer, "layer", layer)  # tfmot wrappers hold the user's layer
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    activation = getattr(activation, "activation", activation)  # QAT's QuantizeAwareActivation holds the original
+    return getattr(activation, "__name__", "")
+
+
+def outputs_probabilities(model, output: str | None = None) -> bool:
+    """True when the output (by name; default the last layer) ends in a softmax or sigmoid, so the loss must not
+    apply one again."""
+    layer = model.layers[-1]
+    if output is not None:
+        name = match_output_name(list(model.output_names), output)
+        layer = model.get_layer(name) if name is not None else layer
+    return _activation_name(layer) in ("softmax", "sigmoid")
+
+
+def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool):
+    """The fine-tuning loss: the module's loss_fn, else the task's (classification: sparse or, for one-hot labels,
+    categorical cross-entropy; binary and multilabel: binary cross-entropy; regression: mean squared error)."""
+    if task.loss_fn is not None:
+        return task.loss_fn
+    if task.task == Task.CLASSIFICATION:
+        if labels.ndim > 1:
+            return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    if task.task in (Task.BINARY, Task.MULTILABEL):
+        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    return keras.losses.MeanSquaredError()
+
+
+def _metric_output(model, task: TaskSpec) -> str | None:
+    """The name the (possibly wrapped) model gives the output the labels belong to; None for one output."""
+    names = list(model.output_names)
+    if len(names) == 1:
+        return None
+    if task.output is None:
+        raise DataError(f"the model has outputs {names}; name the one the labels belong to as `output`")
+    found = match_output_name(names, task.output)
+    if found is None:
+        raise DataError(f"the model has no output '{task.output}'; its outputs are {names}")
+    return found
 
 
 def fine_tune(
@@ -37,22 +77,34 @@ def fine_tune(
     callbacks=(),
     verbose: int = 2,
 ):
-    """Compiles `model` for integer-label classification and fits it on the training split."""
+    """Compiles `model` with the loss of the data's task and fits it on the training split.
+
+    `from_logits` is the caller's reading of a single-output model; for several outputs only the metric's output
+    is trained against the labels (the others get no loss), with from_logits read from that output's layer.
+    """
+    inputs, labels = data.arrays(data.train_split)
+    output = _metric_output(model, data.task)
+    if output is not None:
+        from_logits = not outputs_probabilities(model, output)
+    loss = task_loss(data.task, labels, from_logits=from_logits)
+    labels = data.training_labels(labels)
+    metric = "accuracy"  # callers read history["accuracy"]; for a regressor it is Keras' exact-match accuracy
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=["accuracy"],
+        loss=loss if output is None else {output: loss},
+        metrics=[metric] if output is None else {output: [metric]},
     )
-    inputs, labels = data.arrays(data.train_split)
     model.fit(
-        inputs,
-        labels,
+        keras_inputs(model, inputs),
+        labels if output is None else {output: labels},
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
         callbacks=list(callbacks),
         verbose=verbose,
     )
+    if output is not None:  # Keras prefixes per-output metrics; keep the name callers read
+        model.history.history.setdefault("accuracy", model.history.history.get(f"{output}_accuracy", [np.nan]))
     return model
 
 

@@ -20,7 +20,24 @@ class GateConfig(StrictConfig):
     """Thresholds a candidate must meet against the float TFLite baseline; unset thresholds are not checked."""
 
     max_accuracy_drop: float | None = pydantic.Field(
-        1.0, ge=0, description="Largest accepted accuracy drop, in percentage points."
+        1.0,
+        ge=0,
+        description=(
+            "Largest accepted accuracy drop, in percentage points, when the metric is accuracy. For any other metric "
+            "with neither max_metric_drop nor max_metric_drop_relative set, it applies as a relative degradation "
+            "in %."
+        ),
+    )
+    max_metric_drop: float | None = pydantic.Field(
+        None,
+        ge=0,
+        description=(
+            "Largest accepted degradation of the task's metric against the baseline, direction-aware (MAE rising "
+            "counts): percentage points for accuracy, top_k_accuracy and auc, the metric's units for mae and rmse."
+        ),
+    )
+    max_metric_drop_relative: float | None = pydantic.Field(
+        None, ge=0, description="Largest accepted degradation of the task's metric, in % of the baseline's value."
     )
     min_size_ratio: float | None = pydantic.Field(
         None, gt=0, description="Smallest accepted baseline-bytes / candidate-bytes ratio."
@@ -34,6 +51,7 @@ class GateConfig(StrictConfig):
         ge=0,
         description=(
             "When a champion model is given (e.g. the registry's current champion), the largest accepted accuracy "
-            "drop against it in percentage points, both measured on the same eval data in the same run."
+            "drop against it in percentage points (for a metric other than accuracy: degradation in % of the "
+            "champion's value), both measured on the same eval data in the same run."
         ),
     )

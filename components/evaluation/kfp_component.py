@@ -45,9 +45,13 @@ def evaluate_and_gate(
     with open(evaluation.path, "w") as handle:
         json.dump(record, handle, indent=2)
     evaluation.metadata.update({"recipe": record["recipe"], "passed": record["gate"]["passed"]})
-    for name in ("tflite_bytes", "gzip_bytes", "size_ratio", "gzip_ratio", "accuracy", "accuracy_drop", "speedup"):
-        metrics.log_metric(name, record[name])
+    for name in ("tflite_bytes", "gzip_bytes", "size_ratio", "gzip_ratio", "accuracy", "accuracy_drop", "speedup",
+                 "metric_delta"):  # fmt: skip
+        if record.get(name) is not None:  # a regressor has no accuracy
+            metrics.log_metric(name, record[name])
+    metrics.log_metric(record["metric"]["name"], record["metric"]["value"])
     with open(report.path, "w") as handle:
         handle.write(record.pop("markdown"))
     outputs = namedtuple("GateOutputs", ["passed", "accuracy", "gzip_bytes"])
-    return outputs(record["gate"]["passed"], record["accuracy"], record["gzip_bytes"])
+    accuracy = record["accuracy"] if record["accuracy"] is not None else float("nan")
+    return outputs(record["gate"]["passed"], accuracy, record["gzip_bytes"])

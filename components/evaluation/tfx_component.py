@@ -59,11 +59,16 @@ class CompressionEvaluatorExecutor(base_executor.BaseExecutor):
         evaluation = face.single(output_dict, face.EVALUATION_KEY)
         with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
             json.dump(record, handle, indent=2)
-        for name in ("tflite_bytes", "gzip_bytes", "size_ratio", "gzip_ratio", "accuracy", "accuracy_drop", "speedup"):
+        for name in ("tflite_bytes", "gzip_bytes", "size_ratio", "gzip_ratio", "accuracy", "accuracy_drop", "speedup",
+                     "metric_delta"):  # fmt: skip
+            if record[name] is None:  # a regressor has no accuracy
+                continue
             setter = (
                 evaluation.set_int_custom_property if name.endswith("bytes") else evaluation.set_float_custom_property
             )
             setter(name, record[name])
+        evaluation.set_string_custom_property("metric", record["metric"]["name"])
+        evaluation.set_float_custom_property("metric_value", record["metric"]["value"])
         evaluation.set_float_custom_property("latency_p50_ms", record["latency_ms"]["p50"])
 
         blessing = face.single(output_dict, face.BLESSING_KEY)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
 from edgeopt.components._shared.errors import ConversionError
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
@@ -36,17 +36,40 @@ class ConversionResult:
         return asdict(self)
 
 
-def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: np.ndarray) -> dict:
-    """Runs both models on `inputs`; returns max and mean absolute difference and top-1 agreement."""
-    expected = np.asarray(keras_model(inputs, training=False), dtype=np.float32)
-    actual = TfliteRunner(tflite_path).predict(inputs)
-    if expected.shape != actual.shape:
-        raise ConversionError(f"TFLite output shape {actual.shape} differs from Keras output shape {expected.shape}")
-    diff = np.abs(expected - actual)
+def keras_outputs(keras_model, inputs: Inputs) -> dict[str, np.ndarray]:
+    """Every output of the Keras model, keyed by output name (the names the converted signature uses)."""
+    outputs = keras_model(keras_inputs(keras_model, inputs), training=False)
+    if isinstance(outputs, dict):
+        return {str(name): np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
+    if not isinstance(outputs, list | tuple):
+        outputs = [outputs]
     return {
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "top1_agreement": float(np.mean(expected.argmax(-1) == actual.argmax(-1))),
+        name: np.asarray(value, dtype=np.float32) for name, value in zip(keras_model.output_names, outputs, strict=True)
+    }
+
+
+def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: Inputs) -> dict:
+    """Runs both models on `inputs`; returns max and mean absolute difference over every output and the top-1
+    agreement of the output that agrees least (outputs of one column, e.g. regression, agree trivially)."""
+    expected = keras_outputs(keras_model, inputs)
+    actual = TfliteRunner(tflite_path).predict_all(inputs)
+    if len(expected) == 1 and len(actual) == 1:
+        pairs = [(next(iter(expected.values())), next(iter(actual.values())))]
+    elif sorted(expected) == sorted(actual):
+        pairs = [(expected[name], actual[name]) for name in expected]
+    else:
+        raise ConversionError(f"TFLite outputs {sorted(actual)} differ from the Keras model's {sorted(expected)}")
+    for keras_output, tflite_output in pairs:
+        if keras_output.shape != tflite_output.shape:
+            raise ConversionError(
+                f"TFLite output shape {tflite_output.shape} differs from Keras output shape {keras_output.shape}"
+            )
+    diffs = [np.abs(keras_output - tflite_output) for keras_output, tflite_output in pairs]
+    agreements = [float(np.mean(e.argmax(-1) == a.argmax(-1))) for e, a in pairs if e.ndim > 1 and e.shape[-1] > 1]
+    return {
+        "max_abs_diff": float(max(diff.max() for diff in diffs)),
+        "mean_abs_diff": float(np.mean(np.concatenate([diff.reshape(-1) for diff in diffs]))),
+        "top1_agreement": min(agreements, default=1.0),
     }
 
 
@@ -56,7 +79,7 @@ def convert_and_validate(
     *,
     configure_converter: Callable,
     validation: ValidationConfig,
-    validation_inputs: np.ndarray,
+    validation_inputs: Inputs,
     config_json: str,
     step: str,
 ) -> ConversionResult:
@@ -74,7 +97,7 @@ def convert_and_validate(
         flatbuffer = converter.convert()
     except Exception as err:  # the converter raises a zoo of types (ConverterError, ValueError, RuntimeError)
         raise ConversionError(f"{step}: TFLite conversion failed: {err}") from err
-    inputs = validation_inputs[: validation.num_examples]
+    inputs = select(validation_inputs, slice(0, validation.num_examples))
     with atomic_output_dir(output_dir) as staging:
         tflite_path = staging / TFLITE_FILE
         tflite_path.write_bytes(flatbuffer)
@@ -93,7 +116,7 @@ def convert_and_validate(
             problems.append(f"max_abs_diff {metrics['max_abs_diff']:.3g} > {validation.max_abs_diff}")
         if problems:
             raise ConversionError(
-                f"{step}: the .tflite disagrees with the Keras model on {len(inputs)} examples: "
+                f"{step}: the .tflite disagrees with the Keras model on {count(inputs)} examples: "
                 + "; ".join(problems)
                 + " (calibrate with more representative data, or relax validation in the config)"
             )
@@ -103,7 +126,7 @@ def convert_and_validate(
     return ConversionResult(
         tflite_path=str(final),
         tflite_bytes=final.stat().st_size,
-        num_validation_examples=len(inputs),
+        num_validation_examples=count(inputs),
         **metrics,
     )
 

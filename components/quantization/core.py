@@ -4,30 +4,37 @@ import os
 
 import numpy as np
 
-from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
 
 
-def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.ndarray:
+def pick_calibration_examples(data: TrainingData, size: int, seed: int) -> Inputs:
     """A seeded random subset of the training split, used when no calibration artifact is given."""
     inputs, _ = data.arrays(data.train_split)
-    order = np.random.default_rng(seed).permutation(len(inputs))
-    return inputs[order[:count]]
+    order = np.random.default_rng(seed).permutation(count(inputs))
+    return select(inputs, order[:size])
 
 
-def configure_converter(converter, config: QuantizationConfig, calibration_inputs: np.ndarray | None):
+def representative_examples(calibration_inputs: Inputs):
+    """One example at a time, as the converter's representative_dataset wants it: a one-element list for a
+    single-input model; for several inputs a dict keyed by input name, which TF 2.21 matches to the serving
+    signature by name (a list would have to follow the converted model's tensor order, not the Keras order)."""
+    if isinstance(calibration_inputs, dict):
+        for index in range(count(calibration_inputs)):
+            yield {name: array[index : index + 1].astype(np.float32) for name, array in calibration_inputs.items()}
+    else:
+        for example in calibration_inputs:
+            yield [example[np.newaxis].astype(np.float32)]
+
+
+def configure_converter(converter, config: QuantizationConfig, calibration_inputs: Inputs | None):
     """Sets the converter's options for one quantization mode."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration_inputs is not None:
-
-        def representative_dataset():
-            for example in calibration_inputs:
-                yield [example[np.newaxis].astype(np.float32)]
-
-        converter.representative_dataset = representative_dataset
+        converter.representative_dataset = lambda: representative_examples(calibration_inputs)
     if config.dense_granularity == DenseGranularity.PER_TENSOR:
         # The converter's only switch for this (TF 2.21); read by every int8-weight mode.
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
@@ -52,7 +59,7 @@ def quantize(
     output_dir: str | os.PathLike,
     *,
     data: TrainingData,
-    calibration_inputs: np.ndarray | None = None,
+    calibration_inputs: Inputs | None = None,
     allow_unsafe: bool = False,
 ) -> ConversionResult:
     """Converts a Keras model (float, pruned, clustered or quantization-aware trained) to a quantized .tflite.
@@ -74,6 +81,8 @@ def quantize(
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     if config.needs_calibration and calibration_inputs is None:
         calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
+    if calibration_inputs is not None:
+        calibration_inputs = keras_inputs(model, calibration_inputs)
     eval_inputs, _ = data.arrays(data.eval_split)
     return convert_and_validate(
         model,

@@ -9,12 +9,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edgeopt.components._shared.atomic import atomic_output_file
-from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.data import Inputs, TrainingData, count
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components._shared.tasks import FRACTION_METRICS
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
@@ -46,7 +45,7 @@ def run_recipe(
     output_dir: str | os.PathLike,
     *,
     data: TrainingData,
-    calibration_inputs: np.ndarray | None = None,
+    calibration_inputs: Inputs | None = None,
     allow_unsafe: bool = False,
     verbose: int = 2,
 ) -> tuple[str, list[dict]]:
@@ -117,6 +116,9 @@ def failed_record(recipe: RecipeConfig, error: Exception) -> dict:
         "gzip_ratio": None,
         "accuracy": None,
         "accuracy_drop": None,
+        "metric": None,
+        "metric_delta": None,
+        "metric_delta_relative": None,
         "latency_ms": {"p50": None, "p90": None},
         "speedup": None,
         "max_abs_diff": None,
@@ -134,7 +136,7 @@ def optimize(
     data: TrainingData,
     evaluation: EvaluationConfig | None = None,
     calibration_dir: str | os.PathLike | None = None,
-    calibration_inputs: np.ndarray | None = None,
+    calibration_inputs: Inputs | None = None,
     champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
     verbose: int = 2,
@@ -182,7 +184,7 @@ def optimize(
             "per_class": manifest["per_class"],
         }
     elif calibration_inputs is not None:
-        calibration = {"source": "caller-provided inputs", "count": len(calibration_inputs)}
+        calibration = {"source": "caller-provided inputs", "count": count(calibration_inputs)}
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
         progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
@@ -214,6 +216,7 @@ def optimize(
             "tflite_bytes": baseline.tflite_bytes,
             "gzip_bytes": baseline.gzip_bytes,
             "accuracy": baseline.accuracy,
+            "metric": baseline.metric,
             "latency_ms": baseline.latency_ms,
             "max_abs_diff": baseline_conversion["max_abs_diff"],
             "non_weight_bytes_share": non_weight_bytes_share(baseline.tflite_path),
@@ -243,15 +246,34 @@ def _fmt(value, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _metric_heading(report: dict) -> tuple[str, str]:
+    """Column headings for the metric and its delta: `accuracy` / `drop (pt)`, `mae` / `worse by`, ... (the output
+    the metric reads is in the report's preamble, so the digits table reads as it always did)."""
+    metric = report["baseline"].get("metric") or {"name": "accuracy"}
+    return metric["name"], "drop (pt)" if metric["name"] in FRACTION_METRICS else "worse by"
+
+
+def _metric_value(record: dict):
+    metric = record.get("metric")
+    return record.get("accuracy") if metric is None and "metric" not in record else (metric or {}).get("value")
+
+
+def _metric_delta(candidate: dict):
+    return candidate.get("metric_delta", candidate.get("accuracy_drop"))
+
+
 def render_table(report: dict) -> str:
-    """A Markdown table of the baseline and every candidate, also what the CLI prints."""
+    """A Markdown table of the baseline and every candidate, also what the CLI prints; the metric column is named
+    after the task's metric, its delta is positive when the candidate is worse."""
     baseline = report["baseline"]
+    metric_name, delta_name = _metric_heading(report)
+    delta_format = ".2f" if delta_name == "drop (pt)" else ".4f"
     rows = [
-        "| recipe | steps | bytes | gzip bytes | size x | gzip x | accuracy | drop (pt) | p50 ms | p90 ms | speedup "
-        "| gate |",
+        f"| recipe | steps | bytes | gzip bytes | size x | gzip x | {metric_name} | {delta_name} | p50 ms | p90 ms "
+        "| speedup | gate |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| float baseline | export | {baseline['tflite_bytes']} | {baseline['gzip_bytes']} | 1.00 | 1.00 | "
-        f"{baseline['accuracy']:.4f} | 0.00 | {baseline['latency_ms']['p50']:.3f} | "
+        f"{_fmt(_metric_value(baseline), '.4f')} | 0.00 | {baseline['latency_ms']['p50']:.3f} | "
         f"{baseline['latency_ms']['p90']:.3f} | 1.00 | - |",
     ]
     for candidate in report["candidates"]:
@@ -260,8 +282,8 @@ def render_table(report: dict) -> str:
         rows.append(
             f"| {candidate['recipe']} | {'+'.join(candidate['steps'])} | {_fmt(candidate['tflite_bytes'], 'd')} | "
             f"{_fmt(candidate['gzip_bytes'], 'd')} | {_fmt(candidate['size_ratio'], '.2f')} | "
-            f"{_fmt(candidate['gzip_ratio'], '.2f')} | {_fmt(candidate['accuracy'], '.4f')} | "
-            f"{_fmt(candidate['accuracy_drop'], '.2f')} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
+            f"{_fmt(candidate['gzip_ratio'], '.2f')} | {_fmt(_metric_value(candidate), '.4f')} | "
+            f"{_fmt(_metric_delta(candidate), delta_format)} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
             f"{_fmt(candidate['latency_ms']['p90'], '.3f')} | {_fmt(candidate['speedup'], '.2f')} | "
             f"{verdict.replace('|', '/')} |"
         )
@@ -271,10 +293,18 @@ def render_table(report: dict) -> str:
 def render_markdown(report: dict) -> str:
     baseline = report["baseline"]
     evaluation = report["evaluation"]
+    metric = baseline.get("metric") or {"name": "accuracy", "higher_is_better": True}
+    if metric["name"] == "accuracy":
+        scored = f"accuracy resolution {100 / baseline['num_eval_examples']:.2f} pt"
+    else:
+        direction = "higher" if metric["higher_is_better"] else "lower"
+        scored = f"scored by {metric['name']}, {direction} is better; `worse by` is positive when a candidate is worse"
+    if metric.get("output"):
+        scored += f"; the metric reads output `{metric['output']}`"
     return (
         "# edgeopt report\n\n"
         f"Baseline `{baseline['model_path']}` (sha256 {baseline['model_digest'][:12]}), evaluated on "
-        f"{baseline['num_eval_examples']} examples (accuracy resolution {100 / baseline['num_eval_examples']:.2f} pt). "
+        f"{baseline['num_eval_examples']} examples ({scored}). "
         f"Latency: {evaluation['timed_runs']} single-example runs after {evaluation['warmup_runs']} warm-up runs, "
         f"{evaluation['num_threads']} thread(s), LiteRT interpreter. Ratios are against the float TFLite baseline; "
         "speedup = baseline p50 / candidate p50.\n\n" + render_table(report) + "\n" + render_calibration(report)

@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edgeopt.components._shared.tasks import metric_score
+
 TAG_RUN_KIND = "edgeopt.run_kind"
 RUN_KIND_JOB = "job"
 RUN_KIND_CANDIDATE = "candidate"
@@ -41,7 +43,7 @@ CANDIDATE_METRICS = (
 # Candidate fields that are not metrics: `config` becomes params, `gate` tags, `step_records` per-step metrics.
 _NOT_METRICS = {"config", "gate", "step_records", "latency_ms"}
 # Metrics where a larger value is better; every other metric (bytes, latency, drop, difference) is better smaller.
-HIGHER_IS_BETTER = {"size_ratio", "gzip_ratio", "accuracy", "speedup", "top1_agreement"}
+HIGHER_IS_BETTER = {"size_ratio", "gzip_ratio", "accuracy", "speedup", "top1_agreement", "top_k_accuracy", "auc"}
 
 # MLflow's limits (mlflow/utils/validation.py); values past them are truncated rather than failing the whole batch.
 MAX_PARAM_VALUE = 6000
@@ -112,6 +114,9 @@ def candidate_metrics(candidate: dict) -> dict[str, float]:
     for key, value in candidate.items():
         if key not in _NOT_METRICS:
             metrics.update(_numbers(value, key))
+    metric = candidate.get("metric") or {}
+    if metric.get("value") is not None:  # also under its own name (`mae`, `auc`), for `edgeopt compare --metric`
+        metrics[_metric_key(metric["name"])] = float(metric["value"])
     for index, record in enumerate(candidate.get("step_records") or []):
         prefix = f"steps.{index}.{record.get('technique', 'step')}"
         metrics.update(_numbers(record.get("seconds"), f"{prefix}.seconds"))
@@ -186,12 +191,13 @@ def job_tags(report: dict, *, examples: str | os.PathLike | None = None) -> dict
 
 
 def best_candidate(report: dict) -> dict | None:
-    """The candidate to register: passed its gate, highest accuracy, then smallest gzip size; None if none passed."""
+    """The candidate to register: passed its gate, best on the task's metric (accuracy for classifiers, lowest MAE
+    for a regressor), then smallest gzip size; None if none passed."""
     passed = [c for c in report["candidates"] if gate_verdict(c) == GATE_PASSED]
     if not passed:
         return None
     # Ties on both keep report order (min is stable), so the same report always picks the same candidate.
-    return min(passed, key=lambda c: (-c["accuracy"], c["gzip_bytes"]))
+    return min(passed, key=lambda c: (-metric_score(c), c["gzip_bytes"]))
 
 
 def dataset_fingerprint(examples: str | os.PathLike) -> str:
