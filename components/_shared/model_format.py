@@ -179,9 +179,7 @@ def _read_saved_model_metadata(path: Path) -> list[dict]:
         proto.ParseFromString((path / KERAS_METADATA_FILE).read_bytes())
         nodes = [dict(json.loads(node.metadata), _node_path=node.node_path) for node in proto.nodes]
     except (DecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(
-            f"{path / KERAS_METADATA_FILE} is damaged ({err}); export the SavedModel again"
-        ) from err
+        raise ModelLoadError(f"{path / KERAS_METADATA_FILE} is damaged ({err}); export the SavedModel again") from err
     return nodes
 
 
@@ -277,7 +275,7 @@ def inspect_model(path: str | os.PathLike) -> ModelInspection:
         format=model_format,
         layers=tuple(layers),
         root_class=root_class,
-        lambda_layers=tuple(lambdas),
+        lambda_layers=tuple(dict.fromkeys(lambdas)),
         unknown_classes=tuple(sorted(unknown | {f"module {module}" for module in modules})),
         weight_bytes=weight_bytes,
     )
@@ -323,6 +321,13 @@ def check_model_safe(inspection: ModelInspection, *, allow_unsafe: bool):
             f"{path} names classes that are not built-in Keras or tfmot: {list(inspection.unknown_classes)}; "
             "register them with keras.saving.register_keras_serializable in the calling process, " + opt_in
         )
+
+
+def check_model_file(path: str | os.PathLike, *, allow_unsafe: bool) -> ModelInspection:
+    """inspect_model + check_model_safe: what every entry point runs on a user's model before any work."""
+    inspection = inspect_model(path)
+    check_model_safe(inspection, allow_unsafe=allow_unsafe)
+    return inspection
 
 
 def check_tflite_file(path: str | os.PathLike) -> Path:

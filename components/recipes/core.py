@@ -14,6 +14,7 @@ import numpy as np
 from edgeopt.components._shared.atomic import atomic_output_file
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
@@ -156,6 +157,9 @@ def optimize(
     """
     evaluation = evaluation or EvaluationConfig()
     progress = Progress(verbose)
+    check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
+    if champion_tflite:
+        check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = [recipe.name for recipe in recipes]
