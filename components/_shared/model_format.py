@@ -54,6 +54,7 @@ class LayerInfo:
     class_name: str
     path: str
     module: str | None = None
+    inbound: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,15 +196,37 @@ def _walk_objects(value, visit):
             _walk_objects(item, visit)
 
 
-def _walk_layers(obj: dict, prefix: str, found: list[LayerInfo]):
+def _inbound_names(obj: dict) -> tuple[str, ...]:
+    """Names of the layers feeding a functional model's layer (tf-keras `inbound_nodes` lists [name, node, tensor])."""
+    names = []
+    _walk_history(obj.get("inbound_nodes", []), names)
+    return tuple(dict.fromkeys(names))
+
+
+def _walk_history(value, names: list[str]):
+    if isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
+        names.append(value[0])
+    elif isinstance(value, list):
+        for item in value:
+            _walk_history(item, names)
+    elif isinstance(value, dict):  # Keras 3: {"config": {"keras_history": [name, node, tensor]}}
+        for item in value.values():
+            _walk_history(item, names)
+
+
+def _walk_layers(obj: dict, prefix: str, found: list[LayerInfo], inbound: tuple[str, ...] = ()):
     """Layers of a config tree: models' `layers` lists and wrappers' nested layers, recursively."""
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     name = config.get("name") or obj.get("name") or obj.get("class_name")
     path = f"{prefix}/{name}" if prefix else str(name)
-    found.append(LayerInfo(str(obj.get("class_name")), path, obj.get("module")))
-    for child in config.get("layers", []) if isinstance(config.get("layers"), list) else []:
-        if isinstance(child, dict):
-            _walk_layers(child, path, found)
+    found.append(LayerInfo(str(obj.get("class_name")), path, obj.get("module"), inbound or _inbound_names(obj)))
+    children = [child for child in config.get("layers", []) or [] if isinstance(child, dict)]
+    sequential = obj.get("class_name") == "Sequential"
+    previous = ()
+    for child in children:
+        child_name = (child.get("config") or {}).get("name")
+        _walk_layers(child, path, found, previous if sequential else ())
+        previous = (child_name,) if child_name else ()
     for key in _NESTED_LAYER_KEYS:
         if isinstance(config.get(key), dict) and "class_name" in config[key]:
             _walk_layers(config[key], path, found)

@@ -16,6 +16,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components._shared.support import check_recipes
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
@@ -157,7 +158,8 @@ def optimize(
     """
     evaluation = evaluation or EvaluationConfig()
     progress = Progress(verbose)
-    check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
+    inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
+    refused = check_recipes(inspection, recipes)  # recipes the model cannot run fail before any training
     if champion_tflite:
         check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
@@ -190,6 +192,10 @@ def optimize(
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
         progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
+        if recipe.name in refused:
+            progress.say(f"recipe {recipe.name} refused: {refused[recipe.name]}")
+            candidates.append(failed_record(recipe, refused[recipe.name]))
+            continue
         try:
             tflite_path, steps = run_recipe(
                 model_path,
