@@ -5,6 +5,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from edgeopt.components._shared.data import DataSpec, FeatureSpec, load_training_data
+from edgeopt.components._shared.errors import UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_format import inspect_model
 from edgeopt.components._shared.support import check_recipe
@@ -84,3 +85,170 @@ def test_dense_batchnorm_mlp_runs_every_qat_recipe(tmp_path, cancer_data, dense_
         cluster = next(step for step in steps if step["technique"] == "cluster")["result"]
         # the 32-weight head keeps ~6 nonzero weights after 80 % pruning: fewer than 16 clusters, so it is skipped
         assert "head" in cluster["skipped_layers"] and "< 16 clusters" in cluster["skipped_layers"]["head"]
+
+
+def _refused_before_work(report, output_dir, name, match):
+    record = next(candidate for candidate in report["candidates"] if candidate["recipe"] == name)
+    assert record["error"].startswith("UnsupportedModelError: ") and match in record["error"], record["error"]
+    assert not (output_dir / "candidates" / name).exists(), f"{name} started work before being refused"
+
+
+def _ran(report, names):
+    records = {candidate["recipe"]: candidate for candidate in report["candidates"]}
+    for name in names:
+        assert records[name].get("error") is None, records[name].get("error")
+        assert records[name]["tflite_bytes"] > 0 and records[name]["accuracy"] > 0.85, records[name]
+
+
+@pytest.fixture(scope="module")
+def module_saved_model(tmp_path_factory, cancer_data):
+    """A plain tf.Module (logistic regression fit by scikit-learn) with a serving signature: no Keras anywhere."""
+    from sklearn.linear_model import LogisticRegression
+
+    inputs, labels = cancer_data.arrays("train")
+    fitted = LogisticRegression(max_iter=500).fit(inputs, labels)
+
+    class TwoClassLogistic(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(np.stack([np.zeros(NUM_FEATURES), fitted.coef_[0]], axis=1).astype(np.float32))
+            self.b = tf.Variable(np.array([0.0, fitted.intercept_[0]], np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, NUM_FEATURES], tf.float32, name="x")])
+        def serve(self, x):
+            return {"probabilities": tf.nn.softmax(tf.matmul(x, self.w) + self.b)}
+
+    module = TwoClassLogistic()
+    path = tmp_path_factory.mktemp("module") / "saved_model"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def test_plain_saved_model_runs_export_and_ptq_and_refuses_training(
+    tmp_path, cancer_data, module_saved_model, unchanged
+):
+    from edgeopt.components.recipes.core import optimize
+
+    recipes = [RecipeConfig.builtin(name) for name in ("ptq_int8", "ptq_dynamic")] + [_one_epoch("qat")]
+    report = optimize(unchanged(module_saved_model), recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    assert report["baseline"]["accuracy"] > 0.9 and report["baseline"]["max_abs_diff"] < 1e-5
+    _ran(report, ["ptq_int8", "ptq_dynamic"])
+    _refused_before_work(report, tmp_path / "out", "qat", "SavedModel without Keras metadata")
+    assert "recipes of this job that apply: ['ptq_int8', 'ptq_dynamic']" in report["candidates"][2]["error"]
+
+
+def test_subclassed_model_runs_ptq_and_refuses_training_before_work(tmp_path, cancer_data, unchanged):
+    from edgeopt.components.recipes.core import optimize
+
+    class TwoLayerNet(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.head = keras.layers.Dense(2, activation="softmax")
+
+        def call(self, inputs):
+            return self.head(self.hidden(inputs))
+
+    keras.utils.set_random_seed(0)
+    model = TwoLayerNet()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(*cancer_data.arrays("train"), epochs=8, verbose=0)
+    model.save(tmp_path / "subclassed")
+    assert inspect_model(tmp_path / "subclassed").is_subclassed
+
+    recipes = [RecipeConfig.builtin("ptq_int8"), _one_epoch("prune80_int8"), _one_epoch("qat")]
+    report = optimize(unchanged(tmp_path / "subclassed"), recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    _ran(report, ["ptq_int8"])
+    for name in ("prune80_int8", "qat"):
+        _refused_before_work(report, tmp_path / "out", name, "subclassed model (class TwoLayerNet)")
+
+
+def test_unsupported_layers_are_all_listed_in_one_error(tmp_path):
+    model = keras.Sequential(
+        [
+            keras.layers.Input(shape=(8, 8, 1)),
+            keras.layers.Rescaling(1 / 16, name="rescale"),
+            keras.layers.Conv2DTranspose(2, 3, name="upsample"),
+            keras.layers.LayerNormalization(name="norm"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, name="logits"),
+        ]
+    )
+    model.save(tmp_path / "model")
+    with pytest.raises(UnsupportedModelError) as raised:
+        check_recipe(inspect_model(tmp_path / "model"), _one_epoch("qat"))
+    message = str(raised.value)
+    assert "rescale (Rescaling)" in message and "norm (LayerNormalization)" in message
+    assert "Conv2DTranspose" not in message  # tfmot's registry quantizes it
+    assert "keep them out with layer_types/layer_names" in message and "Nothing was trained" in message
+    check_recipe(inspect_model(tmp_path / "model"), _one_epoch("prune80_int8"))  # pruning leaves them alone
+
+
+def test_nested_model_is_refused_for_training(tmp_path):
+    inner = keras.Sequential([keras.layers.Input(shape=(64,)), keras.layers.Dense(16, name="inner_dense")], name="body")
+    model = keras.Sequential(
+        [keras.layers.Input(shape=(8, 8, 1)), keras.layers.Flatten(), inner, keras.layers.Dense(10)]
+    )
+    model.save(tmp_path / "model.keras")
+    with pytest.raises(UnsupportedModelError, match=r"nested models \['.*/body'\].*build the model flat"):
+        check_recipe(inspect_model(tmp_path / "model.keras"), _one_epoch("cluster16_int8"))
+
+
+_KERAS3_TRAIN_SCRIPT = """
+import sys
+import numpy as np
+import keras
+assert keras.__version__.startswith("3."), keras.__version__
+folder = sys.argv[1]
+inputs, labels = np.load(folder + "/inputs.npy"), np.load(folder + "/labels.npy")
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input(shape=(30,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(inputs, labels, epochs=8, verbose=0)
+model.save(folder + "/model.keras")
+model.export(folder + "/exported")
+"""
+
+
+@pytest.fixture(scope="module")
+def keras3_model(tmp_path_factory, cancer_data):
+    """A Keras 3 MLP trained and saved (.keras and model.export) by a subprocess that imports Keras 3."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("keras3")
+    inputs, labels = cancer_data.arrays("train")
+    np.save(folder / "inputs.npy", inputs)
+    np.save(folder / "labels.npy", labels)
+    env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
+    subprocess.run([sys.executable, "-c", _KERAS3_TRAIN_SCRIPT, str(folder)], env=env, check=True, timeout=600)
+    return folder
+
+
+def test_keras3_file_runs_every_ptq_recipe_and_refuses_training_before_work(tmp_path, cancer_data, keras3_model):
+    from edgeopt.components._shared.model_format import ModelFormat
+    from edgeopt.components._shared.model_io import model_digest
+    from edgeopt.components.recipes.core import optimize
+
+    path = keras3_model / "model.keras"
+    assert inspect_model(path).format == ModelFormat.KERAS3_FILE
+    before = model_digest(path)
+    ptq = ["ptq_dynamic", "ptq_fp16", "ptq_int16x8", "ptq_int8", "ptq_int8_io"]
+    recipes = [RecipeConfig.builtin(name) for name in ptq] + [_one_epoch("qat")]
+    report = optimize(path, recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    assert report["baseline"]["accuracy"] > 0.9 and report["baseline"]["max_abs_diff"] < 1e-5
+    _ran(report, ptq)
+    _refused_before_work(report, tmp_path / "out", "qat", "saved by Keras 3")
+    assert model_digest(path) == before
+
+
+def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model):
+    from edgeopt.components._shared.model_format import ModelFormat
+    from edgeopt.components.recipes.core import optimize
+
+    assert inspect_model(keras3_model / "exported").format == ModelFormat.PLAIN_SAVED_MODEL
+    recipes = [RecipeConfig.builtin("ptq_int8")]
+    report = optimize(keras3_model / "exported", recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    _ran(report, ["ptq_int8"])

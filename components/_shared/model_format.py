@@ -30,8 +30,9 @@ FLATBUFFER_LIMIT_BYTES = 2**31
 GRAPH_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 #: Serialization helpers that appear as `class_name` in configs but are not layers or code.
 _SERIALIZATION_CLASSES = frozenset(
-    {"__tuple__", "__numpy__", "__bytes__", "__tensor__", "__typespec__", "TensorShape", "TypeSpec", "InputSpec",
-     "function", "DTypePolicy", "FloatDTypePolicy", "Policy", "Functional", "Sequential", "Model"}
+    {"__tuple__", "__keras_tensor__", "__numpy__", "__bytes__", "__tensor__", "__typespec__", "TensorShape",
+     "TypeSpec", "InputSpec", "function", "DTypePolicy", "FloatDTypePolicy", "Policy", "Functional",
+     "Sequential", "Model"}
 )  # fmt: skip
 #: Modules a `.keras` config may name; anything else would make Keras import a module the file chose.
 _TRUSTED_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow_model_optimization", "builtins")

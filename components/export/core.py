@@ -11,8 +11,7 @@ import numpy as np
 from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConversionError
-from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components._shared.model_source import KerasSource, SavedModelSource, open_conversion_source
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.export.config import ExportConfig, ValidationConfig
 
@@ -36,9 +35,12 @@ class ConversionResult:
         return asdict(self)
 
 
-def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: np.ndarray) -> dict:
-    """Runs both models on `inputs`; returns max and mean absolute difference and top-1 agreement."""
-    expected = np.asarray(keras_model(inputs, training=False), dtype=np.float32)
+def compare_outputs(source, tflite_path: str | os.PathLike, inputs: np.ndarray) -> dict:
+    """Runs both models on `inputs`; returns max and mean absolute difference and top-1 agreement.
+
+    `source`: a Keras model, or a model_source.KerasSource / SavedModelSource (a SavedModel's own signature).
+    """
+    expected = _as_source(source).predict(inputs)
     actual = TfliteRunner(tflite_path).predict(inputs)
     if expected.shape != actual.shape:
         raise ConversionError(f"TFLite output shape {actual.shape} differs from Keras output shape {expected.shape}")
@@ -48,6 +50,10 @@ def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: np.ndar
         "mean_abs_diff": float(diff.mean()),
         "top1_agreement": float(np.mean(expected.argmax(-1) == actual.argmax(-1))),
     }
+
+
+def _as_source(model):
+    return model if isinstance(model, KerasSource | SavedModelSource) else KerasSource(model)
 
 
 def convert_and_validate(
@@ -63,12 +69,14 @@ def convert_and_validate(
     """Template of every conversion: convert -> write -> validate, all inside a staging folder.
 
     The output folder appears only when conversion and validation both succeed; it holds the .tflite, the config
-    that made it and the validation numbers.
+    that made it and the validation numbers. `keras_model` may also be a model_source.SavedModelSource: the
+    SavedModel's signature is converted and is the reference outputs.
 
     Raises:
       ConversionError: the converter failed, or the result disagrees with Keras past the tolerance.
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    source = _as_source(keras_model)
+    converter = source.converter()
     configure_converter(converter)
     try:
         flatbuffer = converter.convert()
@@ -79,7 +87,7 @@ def convert_and_validate(
         tflite_path = staging / TFLITE_FILE
         tflite_path.write_bytes(flatbuffer)
         try:
-            metrics = compare_outputs(keras_model, tflite_path, inputs)
+            metrics = compare_outputs(source, tflite_path, inputs)
         except ConversionError:
             raise
         except Exception as err:
@@ -116,20 +124,22 @@ def export_tflite(
     data: TrainingData,
     allow_unsafe: bool = False,
 ) -> ConversionResult:
-    """Exports a Keras model as a float32 .tflite, checked against the Keras model on evaluation examples.
+    """Exports a model as a float32 .tflite, checked against the model's own outputs on evaluation examples.
+
+    Takes tf-keras models, Keras 3 `.keras` files and any SavedModel with a serving signature (model_source.py).
 
     Example:
       >>> export_tflite("pruned/", ExportConfig(), "exported/", data=data).tflite_path
       'exported/model.tflite'
     """
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    eval_inputs, _ = data.arrays(data.eval_split)
-    return convert_and_validate(
-        model,
-        output_dir,
-        configure_converter=lambda converter: None,
-        validation=config.validation,
-        validation_inputs=eval_inputs,
-        config_json=config.to_json(),
-        step="export",
-    )
+    with open_conversion_source(model_path, allow_unsafe=allow_unsafe) as source:
+        eval_inputs, _ = data.arrays(data.eval_split)
+        return convert_and_validate(
+            source,
+            output_dir,
+            configure_converter=lambda converter: None,
+            validation=config.validation,
+            validation_inputs=eval_inputs,
+            config_json=config.to_json(),
+            step="export",
+        )
