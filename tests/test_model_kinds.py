@@ -208,6 +208,9 @@ model.compile("adam", "sparse_categorical_crossentropy")
 model.fit(inputs, labels, epochs=8, verbose=0)
 model.save(folder + "/model.keras")
 model.export(folder + "/exported")
+unsafe = keras.Sequential([keras.Input(shape=(30,)), keras.layers.Lambda(lambda x: x * 2.0, name="doubler"),
+                           keras.layers.Dense(2)])
+unsafe.save(folder + "/lambda.keras")
 """
 
 
@@ -252,3 +255,18 @@ def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model)
     recipes = [RecipeConfig.builtin("ptq_int8")]
     report = optimize(keras3_model / "exported", recipes, tmp_path / "out", data=cancer_data, verbose=0)
     _ran(report, ["ptq_int8"])
+
+
+def test_keras3_lambda_is_refused_before_the_export_subprocess(tmp_path, cancer_data, keras3_model, monkeypatch):
+    from edgeopt.components._shared import model_source
+    from edgeopt.components._shared.errors import UnsafeModelError
+    from edgeopt.components.export.config import ExportConfig
+    from edgeopt.components.export.core import export_tflite
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("the Keras 3 export subprocess started")
+
+    monkeypatch.setattr(model_source, "export_keras3_saved_model", no_subprocess)
+    with pytest.raises(UnsafeModelError, match=r"Lambda layer\(s\) \['doubler'\]"):
+        export_tflite(keras3_model / "lambda.keras", ExportConfig(), tmp_path / "out", data=cancer_data)
+    assert not (tmp_path / "out").exists()

@@ -27,12 +27,12 @@ SERVING_SIGNATURE = "serving_default"
 #: Seconds a Keras 3 export subprocess may take (importing TensorFlow and Keras 3 takes ~10 s on 2 CPU cores).
 KERAS3_EXPORT_TIMEOUT_S = 600
 
-# Runs in a fresh interpreter without TF_USE_LEGACY_KERAS, so `import keras` is Keras 3. safe_mode stays on:
-# the config was already checked for Lambda layers and unknown classes before this process starts.
+# Runs in a fresh interpreter without TF_USE_LEGACY_KERAS, so `import keras` is Keras 3. safe_mode stays on
+# unless the caller opted in: the config was already checked for Lambda layers and unknown classes.
 _KERAS3_EXPORT_SCRIPT = """
 import sys
 import keras
-model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)
+model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=sys.argv[3] == "safe")
 model.export(sys.argv[2])
 """
 
@@ -96,14 +96,15 @@ class SavedModelSource:
         return np.asarray(outputs, dtype=np.float32)
 
 
-def export_keras3_saved_model(keras_file: Path, output_dir: Path):
+def export_keras3_saved_model(keras_file: Path, output_dir: Path, *, allow_unsafe: bool = False):
     """Exports a Keras 3 `.keras` file as a SavedModel (model.export) in a subprocess that imports Keras 3.
 
     This process runs tf-keras (TF_USE_LEGACY_KERAS=1, for tfmot); Keras 3 cannot load in it.
     """
     env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-c", _KERAS3_EXPORT_SCRIPT, str(keras_file), str(output_dir)]
+    mode = "unsafe" if allow_unsafe else "safe"
+    command = [sys.executable, "-c", _KERAS3_EXPORT_SCRIPT, str(keras_file), str(output_dir), mode]
     try:
         completed = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=KERAS3_EXPORT_TIMEOUT_S, check=False
@@ -123,15 +124,15 @@ def export_keras3_saved_model(keras_file: Path, output_dir: Path):
 _KERAS3_EXPORTS: dict[tuple, Path] = {}
 
 
-def _keras3_export_cached(keras_file: Path) -> Path:
+def _keras3_export_cached(keras_file: Path, allow_unsafe: bool) -> Path:
     """One export per Keras 3 file (and version of it) per process: a job converts it once per PTQ recipe, and each
     export starts a Keras 3 interpreter. The exports live in one temporary folder removed at exit."""
     stat = keras_file.stat()
-    key = (str(keras_file.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(keras_file.resolve()), stat.st_size, stat.st_mtime_ns, allow_unsafe)
     if key not in _KERAS3_EXPORTS or not _KERAS3_EXPORTS[key].exists():
         folder = Path(tempfile.mkdtemp(prefix="edgeopt-keras3-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        export_keras3_saved_model(keras_file, folder / "saved_model")
+        export_keras3_saved_model(keras_file, folder / "saved_model", allow_unsafe=allow_unsafe)
         _KERAS3_EXPORTS[key] = folder / "saved_model"
     return _KERAS3_EXPORTS[key]
 
@@ -147,7 +148,7 @@ def open_conversion_source(model_path: str | os.PathLike, *, allow_unsafe: bool 
 
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)
     if inspection.format == ModelFormat.KERAS3_FILE:
-        exported = _keras3_export_cached(inspection.path)
+        exported = _keras3_export_cached(inspection.path, allow_unsafe)
         yield SavedModelSource(exported, description=f"Keras 3 model {inspection.path.name} (exported)")
         return
     if inspection.format == ModelFormat.PLAIN_SAVED_MODEL or inspection.is_subclassed:
