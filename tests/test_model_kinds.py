@@ -211,6 +211,9 @@ model.export(folder + "/exported")
 unsafe = keras.Sequential([keras.Input(shape=(30,)), keras.layers.Lambda(lambda x: x * 2.0, name="doubler"),
                            keras.layers.Dense(2)])
 unsafe.save(folder + "/lambda.keras")
+body = keras.Sequential([keras.Input(shape=(8,)), keras.layers.Dense(2, activation="softmax")], name="body")
+nested = keras.Sequential([keras.Input(shape=(30,)), keras.layers.Dense(8, activation="relu"), body])
+nested.save(folder + "/nested.keras")
 """
 
 
@@ -230,21 +233,38 @@ def keras3_model(tmp_path_factory, cancer_data):
     return folder
 
 
-def test_keras3_file_runs_every_ptq_recipe_and_refuses_training_before_work(tmp_path, cancer_data, keras3_model):
+def test_keras3_file_runs_every_ptq_recipe_and_qat_through_a_tf_keras_rebuild(tmp_path, cancer_data, keras3_model):
     from edgeopt.components._shared.model_format import ModelFormat
-    from edgeopt.components._shared.model_io import model_digest
+    from edgeopt.components._shared.model_io import load_keras_model, model_digest
+    from edgeopt.components._shared.model_source import SavedModelSource
     from edgeopt.components.recipes.core import optimize
 
     path = keras3_model / "model.keras"
     assert inspect_model(path).format == ModelFormat.KERAS3_FILE
     before = model_digest(path)
+    inputs, _ = cancer_data.arrays("eval")
+    rebuilt = load_keras_model(path)  # tf-keras copy: same outputs as the Keras 3 model's own export
+    assert isinstance(rebuilt, keras.Model)
+    np.testing.assert_allclose(
+        rebuilt(inputs).numpy(), SavedModelSource(keras3_model / "exported").predict(inputs), atol=1e-5
+    )
     ptq = ["ptq_dynamic", "ptq_fp16", "ptq_int16x8", "ptq_int8", "ptq_int8_io"]
     recipes = [RecipeConfig.builtin(name) for name in ptq] + [_one_epoch("qat")]
     report = optimize(path, recipes, tmp_path / "out", data=cancer_data, verbose=0)
     assert report["baseline"]["accuracy"] > 0.9 and report["baseline"]["max_abs_diff"] < 1e-5
-    _ran(report, ptq)
-    _refused_before_work(report, tmp_path / "out", "qat", "saved by Keras 3")
+    _ran(report, [*ptq, "qat"])
     assert model_digest(path) == before
+
+
+def test_keras3_model_that_cannot_be_rebuilt_refuses_training_before_work(tmp_path, cancer_data, keras3_model):
+    from edgeopt.components.recipes.core import optimize
+
+    recipes = [RecipeConfig.builtin("ptq_dynamic"), _one_epoch("qat")]
+    report = optimize(keras3_model / "nested.keras", recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    assert report["candidates"][0].get("error") is None
+    _refused_before_work(report, tmp_path / "out", "qat", "saved by Keras 3 and tfmot wraps only tf-keras models")
+    assert "nested models" in report["candidates"][1]["error"]
+    assert "recipes of this job that apply: ['ptq_dynamic']" in report["candidates"][1]["error"]
 
 
 def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model):
@@ -258,7 +278,7 @@ def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model)
 
 
 def test_keras3_lambda_is_refused_before_the_export_subprocess(tmp_path, cancer_data, keras3_model, monkeypatch):
-    from edgeopt.components._shared import model_source
+    from edgeopt.components._shared import keras3_bridge
     from edgeopt.components._shared.errors import UnsafeModelError
     from edgeopt.components.export.config import ExportConfig
     from edgeopt.components.export.core import export_tflite
@@ -266,7 +286,7 @@ def test_keras3_lambda_is_refused_before_the_export_subprocess(tmp_path, cancer_
     def no_subprocess(*args, **kwargs):
         raise AssertionError("the Keras 3 export subprocess started")
 
-    monkeypatch.setattr(model_source, "export_keras3_saved_model", no_subprocess)
+    monkeypatch.setattr(keras3_bridge.subprocess, "run", no_subprocess)
     with pytest.raises(UnsafeModelError, match=r"Lambda layer\(s\) \['doubler'\]"):
         export_tflite(keras3_model / "lambda.keras", ExportConfig(), tmp_path / "out", data=cancer_data)
     assert not (tmp_path / "out").exists()

@@ -82,16 +82,16 @@ def load_keras_model(path: str | os.PathLike, *, allow_unsafe: bool = False, com
 
     Raises:
       UnsafeModelError: HDF5, Lambda layers or unknown classes without `allow_unsafe`.
-      ModelLoadError: nothing loadable at `path` (empty, HTML, damaged, Keras 3 or plain SavedModel, ...).
+      ModelLoadError: nothing loadable at `path` (empty, HTML, damaged, a plain SavedModel, a Keras 3 model that
+        cannot be rebuilt in tf-keras, ...).
     """
     inspection = inspect_model(path)
     check_model_safe(inspection, allow_unsafe=allow_unsafe)
     model_path = inspection.path
     if inspection.format == ModelFormat.KERAS3_FILE:
-        raise ModelLoadError(
-            f"{model_path} was saved by Keras 3, which tf-keras (what tfmot needs) cannot rebuild; post-training "
-            "recipes (export, ptq_*) convert it through its exported SavedModel, training recipes need a tf-keras model"
-        )
+        from edgeopt.components._shared.keras3_bridge import rebuild_in_tf_keras
+
+        return rebuild_in_tf_keras(inspection, allow_unsafe=allow_unsafe)
     if inspection.format == ModelFormat.PLAIN_SAVED_MODEL:
         raise ModelLoadError(
             f"{model_path} is a SavedModel without Keras metadata (a Keras 3 export or a tf.Module); post-training "

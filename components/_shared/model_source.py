@@ -4,37 +4,22 @@ cannot rebuild (Keras 3 files and exports, plain tf.Module SavedModels, subclass
 Either way the converted model is validated against the source's own outputs on the same inputs.
 """
 
-import atexit
 import contextlib
 import logging
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.errors import ConversionError, ModelLoadError
+from edgeopt.components._shared.errors import ModelLoadError
+from edgeopt.components._shared.keras3_bridge import SAVED_MODEL_DIR, keras3_artifacts
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_format import ModelFormat, check_model_file
 
 logger = logging.getLogger(__name__)
 
 SERVING_SIGNATURE = "serving_default"
-#: Seconds a Keras 3 export subprocess may take (importing TensorFlow and Keras 3 takes ~10 s on 2 CPU cores).
-KERAS3_EXPORT_TIMEOUT_S = 600
-
-# Runs in a fresh interpreter without TF_USE_LEGACY_KERAS, so `import keras` is Keras 3. safe_mode stays on
-# unless the caller opted in: the config was already checked for Lambda layers and unknown classes.
-_KERAS3_EXPORT_SCRIPT = """
-import sys
-import keras
-model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=sys.argv[3] == "safe")
-model.export(sys.argv[2])
-"""
 
 
 @dataclass
@@ -96,47 +81,6 @@ class SavedModelSource:
         return np.asarray(outputs, dtype=np.float32)
 
 
-def export_keras3_saved_model(keras_file: Path, output_dir: Path, *, allow_unsafe: bool = False):
-    """Exports a Keras 3 `.keras` file as a SavedModel (model.export) in a subprocess that imports Keras 3.
-
-    This process runs tf-keras (TF_USE_LEGACY_KERAS=1, for tfmot); Keras 3 cannot load in it.
-    """
-    env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    mode = "unsafe" if allow_unsafe else "safe"
-    command = [sys.executable, "-c", _KERAS3_EXPORT_SCRIPT, str(keras_file), str(output_dir), mode]
-    try:
-        completed = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=KERAS3_EXPORT_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as err:
-        raise ConversionError(f"exporting the Keras 3 model {keras_file} took over {err.timeout} s") from err
-    if completed.returncode != 0:
-        last_lines = "\n".join(completed.stderr.strip().splitlines()[-5:])
-        raise ModelLoadError(
-            f"Keras 3 could not load and export {keras_file} (exit {completed.returncode}): {last_lines}; "
-            "check that it loads with keras.saving.load_model, or export it yourself with model.export(DIR) and "
-            "pass DIR"
-        )
-    logger.info("exported the Keras 3 model %s as a SavedModel in %s", keras_file, output_dir)
-
-
-_KERAS3_EXPORTS: dict[tuple, Path] = {}
-
-
-def _keras3_export_cached(keras_file: Path, allow_unsafe: bool) -> Path:
-    """One export per Keras 3 file (and version of it) per process: a job converts it once per PTQ recipe, and each
-    export starts a Keras 3 interpreter. The exports live in one temporary folder removed at exit."""
-    stat = keras_file.stat()
-    key = (str(keras_file.resolve()), stat.st_size, stat.st_mtime_ns, allow_unsafe)
-    if key not in _KERAS3_EXPORTS or not _KERAS3_EXPORTS[key].exists():
-        folder = Path(tempfile.mkdtemp(prefix="edgeopt-keras3-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        export_keras3_saved_model(keras_file, folder / "saved_model", allow_unsafe=allow_unsafe)
-        _KERAS3_EXPORTS[key] = folder / "saved_model"
-    return _KERAS3_EXPORTS[key]
-
-
 @contextlib.contextmanager
 def open_conversion_source(model_path: str | os.PathLike, *, allow_unsafe: bool = False):
     """Yields a KerasSource or SavedModelSource for the model at `model_path`, checked before anything loads.
@@ -148,7 +92,7 @@ def open_conversion_source(model_path: str | os.PathLike, *, allow_unsafe: bool 
 
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)
     if inspection.format == ModelFormat.KERAS3_FILE:
-        exported = _keras3_export_cached(inspection.path, allow_unsafe)
+        exported = keras3_artifacts(inspection.path, allow_unsafe=allow_unsafe) / SAVED_MODEL_DIR
         yield SavedModelSource(exported, description=f"Keras 3 model {inspection.path.name} (exported)")
         return
     if inspection.format == ModelFormat.PLAIN_SAVED_MODEL or inspection.is_subclassed:

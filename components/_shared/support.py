@@ -9,6 +9,7 @@ import logging
 from functools import cache
 
 from edgeopt.components._shared.errors import UnsupportedModelError
+from edgeopt.components._shared.keras3_bridge import rebuild_blockers
 from edgeopt.components._shared.model_format import GRAPH_MODEL_CLASSES, ModelFormat, ModelInspection
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,13 @@ def qat_supported_layers() -> frozenset[str]:
 def model_reasons(inspection: ModelInspection) -> list[str]:
     """Why no training-time technique (prune, cluster, qat) can run on the model at all; empty when they can."""
     if inspection.format == ModelFormat.KERAS3_FILE:
-        return ["it was saved by Keras 3, and tfmot wraps only tf-keras (Keras 2) models"]
+        blockers = rebuild_blockers(inspection)
+        if blockers:
+            return [
+                "it was saved by Keras 3 and tfmot wraps only tf-keras models, into which it is not rebuilt: "
+                + "; ".join(blockers)
+            ]
+        return []
     if inspection.format == ModelFormat.PLAIN_SAVED_MODEL:
         return [
             "it is a SavedModel without Keras metadata (a Keras 3 export or a tf.Module), so it has no layers to wrap"
