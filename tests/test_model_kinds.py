@@ -161,6 +161,9 @@ def test_subclassed_model_runs_ptq_and_refuses_training_before_work(tmp_path, ca
     _ran(report, ["ptq_int8"])
     for name in ("prune80_int8", "qat"):
         _refused_before_work(report, tmp_path / "out", name, "subclassed model (class TwoLayerNet)")
+    with pytest.raises(UnsupportedModelError, match="subclassed model"):  # the pipeline faces' entry point too
+        run_recipe(tmp_path / "subclassed", _one_epoch("qat"), tmp_path / "direct", data=cancer_data, verbose=0)
+    assert not (tmp_path / "direct").exists()
 
 
 def test_unsupported_layers_are_all_listed_in_one_error(tmp_path):

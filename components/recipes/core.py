@@ -16,7 +16,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
-from edgeopt.components._shared.support import check_recipes
+from edgeopt.components._shared.support import check_recipe, check_recipes
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
@@ -55,7 +55,11 @@ def run_recipe(
     """Runs a recipe's steps in order, each loading the previous step's output fresh from disk.
 
     Returns the final .tflite path and one record per step (technique, output, result).
+
+    Raises:
+      UnsupportedModelError: the model cannot run the recipe (support.py), before any step starts.
     """
+    check_recipe(check_model_file(model_path, allow_unsafe=allow_unsafe), recipe)  # every face refuses before work
     output_dir = Path(output_dir)
     current = Path(model_path)
     records = []
