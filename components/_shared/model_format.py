@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -55,7 +55,6 @@ class LayerInfo:
     class_name: str
     path: str
     module: str | None = None
-    inbound: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,21 +68,10 @@ class ModelInspection:
     lambda_layers: tuple[str, ...] = ()
     unknown_classes: tuple[str, ...] = ()
     weight_bytes: int = 0
-    details: dict = field(default_factory=dict)
-
-    @property
-    def is_keras3(self) -> bool:
-        return self.format == ModelFormat.KERAS3_FILE
 
     @property
     def is_subclassed(self) -> bool:
         return self.root_class is not None and self.root_class not in GRAPH_MODEL_CLASSES
-
-    @property
-    def loads_in_tf_keras(self) -> bool:
-        """True when tf-keras rebuilds the model from its config with built-in classes only, which tfmot needs."""
-        keras2 = self.format in (ModelFormat.TF_KERAS_SAVED_MODEL, ModelFormat.TF_KERAS_FILE, ModelFormat.HDF5)
-        return keras2 and not self.is_subclassed and not self.unknown_classes
 
 
 @cache
@@ -107,11 +95,12 @@ def known_class_names() -> frozenset[str]:
     return frozenset(names - {"Lambda"})
 
 
-def _registered(class_name: str) -> bool:
-    """Custom classes the caller registered in this process are the caller's own code, so they are trusted."""
+def _registered(name: str) -> bool:
+    """Custom classes the caller registered in this process (by `Package>Class` or plain name, as the config records
+    it) are the caller's own code, so they are trusted."""
     from edgeopt.components._shared.keras_bootstrap import keras
 
-    return keras.saving.get_registered_object(class_name) is not None
+    return keras.saving.get_registered_object(name) is not None
 
 
 def detect_format(path: Path) -> ModelFormat:
@@ -197,37 +186,15 @@ def _walk_objects(value, visit):
             _walk_objects(item, visit)
 
 
-def _inbound_names(obj: dict) -> tuple[str, ...]:
-    """Names of the layers feeding a functional model's layer (tf-keras `inbound_nodes` lists [name, node, tensor])."""
-    names = []
-    _walk_history(obj.get("inbound_nodes", []), names)
-    return tuple(dict.fromkeys(names))
-
-
-def _walk_history(value, names: list[str]):
-    if isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
-        names.append(value[0])
-    elif isinstance(value, list):
-        for item in value:
-            _walk_history(item, names)
-    elif isinstance(value, dict):  # Keras 3: {"config": {"keras_history": [name, node, tensor]}}
-        for item in value.values():
-            _walk_history(item, names)
-
-
-def _walk_layers(obj: dict, prefix: str, found: list[LayerInfo], inbound: tuple[str, ...] = ()):
+def _walk_layers(obj: dict, prefix: str, found: list[LayerInfo]):
     """Layers of a config tree: models' `layers` lists and wrappers' nested layers, recursively."""
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     name = config.get("name") or obj.get("name") or obj.get("class_name")
     path = f"{prefix}/{name}" if prefix else str(name)
-    found.append(LayerInfo(str(obj.get("class_name")), path, obj.get("module"), inbound or _inbound_names(obj)))
-    children = [child for child in config.get("layers", []) or [] if isinstance(child, dict)]
-    sequential = obj.get("class_name") == "Sequential"
-    previous = ()
-    for child in children:
-        child_name = (child.get("config") or {}).get("name")
-        _walk_layers(child, path, found, previous if sequential else ())
-        previous = (child_name,) if child_name else ()
+    found.append(LayerInfo(str(obj.get("class_name")), path, obj.get("module")))
+    for child in config.get("layers", []) if isinstance(config.get("layers"), list) else []:
+        if isinstance(child, dict):
+            _walk_layers(child, path, found)
     for key in _NESTED_LAYER_KEYS:
         if isinstance(config.get(key), dict) and "class_name" in config[key]:
             _walk_layers(config[key], path, found)
@@ -268,13 +235,14 @@ def inspect_model(path: str | os.PathLike) -> ModelInspection:
 
     def visit(obj):
         class_name = str(obj["class_name"])
+        registered = _registered(str(obj.get("registered_name") or class_name))
         if class_name == "Lambda":
             config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
             lambdas.append(str(config.get("name") or obj.get("name") or "lambda"))
-        elif class_name not in known and not _registered(class_name):
+        elif class_name not in known and not registered:
             unknown.add(class_name)
         module = obj.get("module")
-        if isinstance(module, str) and not module.startswith(_TRUSTED_MODULE_PREFIXES):
+        if isinstance(module, str) and not module.startswith(_TRUSTED_MODULE_PREFIXES) and not registered:
             modules.add(module)
 
     _walk_objects(objects, visit)

@@ -178,3 +178,19 @@ def test_valid_tflite_passes_the_check(tmp_path, digits_data):
     result = export_tflite(tmp_path / "model", ExportConfig(), tmp_path / "out", data=digits_data)
     assert check_tflite_file(result.tflite_path).stat().st_size == result.tflite_bytes
     assert np.isfinite(result.max_abs_diff)
+
+
+def test_registered_custom_layer_loads_and_an_unregistered_one_needs_the_opt_in(tmp_path):
+    class Doubler(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2.0
+
+    registered = keras.saving.register_keras_serializable(package="edgeopt_test")(
+        type("RegisteredDoubler", (Doubler,), {})
+    )
+    _digits_mlp(registered(name="doubler")).save(tmp_path / "registered.keras")
+    assert load_keras_model(tmp_path / "registered.keras").get_layer("doubler").__class__ is registered
+
+    _digits_mlp(Doubler(name="doubler")).save(tmp_path / "unregistered.keras")
+    with pytest.raises(UnsafeModelError, match=r"not built-in Keras or tfmot: \['Doubler', 'module .*'\]"):
+        load_keras_model(tmp_path / "unregistered.keras")
