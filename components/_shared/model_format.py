@@ -36,6 +36,13 @@ _SERIALIZATION_CLASSES = frozenset(
 )  # fmt: skip
 #: Modules a `.keras` config may name; anything else would make Keras import a module the file chose.
 _TRUSTED_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow_model_optimization", "builtins")
+#: Public Keras namespaces: a `.keras` config naming a class or function there gets Keras's own object.
+_PUBLIC_KERAS_MODULES = tuple(
+    f"{package}.{namespace}"
+    for package in ("keras", "tf_keras")
+    for namespace in ("layers", "initializers", "regularizers", "constraints", "activations", "losses", "metrics",
+                      "optimizers")
+)  # fmt: skip
 #: Config keys whose value is a nested layer (wrappers: TimeDistributed, Bidirectional, tfmot wrappers).
 _NESTED_LAYER_KEYS = ("layer", "forward_layer", "backward_layer")
 
@@ -239,11 +246,17 @@ def inspect_model(path: str | os.PathLike) -> ModelInspection:
         if class_name == "Lambda":
             config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
             lambdas.append(str(config.get("name") or obj.get("name") or "lambda"))
-        elif class_name not in known and not registered:
+        elif class_name == "function" and obj.get("module") not in (None, *_PUBLIC_KERAS_MODULES):
+            unknown.add(f"function {obj.get('config')} of module {obj.get('module')}")
+        elif class_name not in known and not registered and not keras3_builtin(obj):
             unknown.add(class_name)
         module = obj.get("module")
         if isinstance(module, str) and not module.startswith(_TRUSTED_MODULE_PREFIXES) and not registered:
             modules.add(module)
+
+    def keras3_builtin(obj) -> bool:
+        # A Keras 3 built-in that tf-keras lacks, named in Keras 3's public API (Keras 3 loads it, not tf-keras).
+        return model_format == ModelFormat.KERAS3_FILE and obj.get("module") in _PUBLIC_KERAS_MODULES
 
     _walk_objects(objects, visit)
     layers: list[LayerInfo] = []

@@ -71,7 +71,7 @@ def test_spaceless_lambda_in_saved_model_is_refused_before_its_code_runs(tmp_pat
 
 
 @pytest.mark.parametrize("wrapper", ["nested_model", "time_distributed"])
-def test_lambda_nested_in_a_model_or_wrapper_is_found(tmp_path, wrapper):
+def test_lambda_nested_in_a_model_or_wrapper_is_found(tmp_path, digits_data, wrapper):
     inner = keras.layers.Lambda(lambda x: x * 2.0, name="hidden_lambda")
     if wrapper == "nested_model":
         inner = keras.Sequential([keras.layers.Input(shape=(64,)), inner], name="inner_model")
@@ -81,8 +81,9 @@ def test_lambda_nested_in_a_model_or_wrapper_is_found(tmp_path, wrapper):
     model.save(tmp_path / "model.keras")
     inspection = inspect_model(tmp_path / "model.keras")
     assert inspection.lambda_layers == ("hidden_lambda",)
-    with pytest.raises(UnsafeModelError, match="hidden_lambda"):
-        load_keras_model(tmp_path / "model.keras")
+    _assert_refused_before_output(
+        tmp_path / "model.keras", tmp_path / "out", UnsafeModelError, "hidden_lambda.*replace them", digits_data
+    )
 
 
 def test_unknown_class_in_keras_file_is_refused_before_keras_imports_its_module(tmp_path, digits_data):
@@ -180,7 +181,7 @@ def test_valid_tflite_passes_the_check(tmp_path, digits_data):
     assert np.isfinite(result.max_abs_diff)
 
 
-def test_registered_custom_layer_loads_and_an_unregistered_one_needs_the_opt_in(tmp_path):
+def test_registered_custom_layer_loads_and_an_unregistered_one_needs_the_opt_in(tmp_path, digits_data):
     class Doubler(keras.layers.Layer):
         def call(self, inputs):
             return inputs * 2.0
@@ -192,5 +193,27 @@ def test_registered_custom_layer_loads_and_an_unregistered_one_needs_the_opt_in(
     assert load_keras_model(tmp_path / "registered.keras").get_layer("doubler").__class__ is registered
 
     _digits_mlp(Doubler(name="doubler")).save(tmp_path / "unregistered.keras")
-    with pytest.raises(UnsafeModelError, match=r"not built-in Keras or tfmot: \['Doubler', 'module .*'\]"):
-        load_keras_model(tmp_path / "unregistered.keras")
+    _assert_refused_before_output(
+        tmp_path / "unregistered.keras",
+        tmp_path / "out",
+        UnsafeModelError,
+        r"not built-in Keras or tfmot: \['Doubler', 'module .*'\]; register them",
+        digits_data,
+    )
+
+
+def test_function_from_a_non_keras_module_is_refused(tmp_path, digits_data):
+    _digits_mlp(keras.layers.Dense(4, activation="relu", name="hidden")).save(tmp_path / "model.keras")
+    forged = tmp_path / "forged.keras"
+    with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(forged, "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(content)
+                hidden = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "hidden")
+                hidden["config"]["activation"] = {"module": "shutil", "class_name": "function", "config": "rmtree"}
+                content = json.dumps(config).encode()
+            target.writestr(item, content)
+    _assert_refused_before_output(
+        forged, tmp_path / "out", UnsafeModelError, "function rmtree of module shutil", digits_data
+    )
