@@ -293,3 +293,19 @@ def test_keras3_lambda_is_refused_before_the_export_subprocess(tmp_path, cancer_
     with pytest.raises(UnsafeModelError, match=r"Lambda layer\(s\) \['doubler'\]"):
         export_tflite(keras3_model / "lambda.keras", ExportConfig(), tmp_path / "out", data=cancer_data)
     assert not (tmp_path / "out").exists()
+
+
+def test_too_few_weights_counts_nonzero_weights_and_channels():
+    from edgeopt.components.clustering.core import too_few_weights
+
+    kernel = np.zeros((3, 3, 2, 4), np.float32)
+    kernel[..., :3] = 1.0  # 18 weights in each of channels 0-2, channel 3 all zero
+    assert too_few_weights(kernel, 16, per_channel=False, preserve_sparsity=False) is None
+    assert too_few_weights(kernel, 16, per_channel=False, preserve_sparsity=True) is None  # 54 nonzero
+    assert too_few_weights(kernel, 16, per_channel=True, preserve_sparsity=False) is None  # 18 per channel
+    assert too_few_weights(kernel, 16, per_channel=True, preserve_sparsity=True) == (
+        "0 nonzero weights in one output channel < 16 clusters; left unclustered"
+    )
+    assert too_few_weights(np.ones((5, 2)), 16, per_channel=False, preserve_sparsity=False) == (
+        "10 weights < 16 clusters; left unclustered"
+    )
