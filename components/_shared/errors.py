@@ -31,3 +31,7 @@ class OptimizationNotAchievedError(EdgeoptError):
 
 class TrackingError(EdgeoptError):
     """MLflow tracking or the model registry cannot do what was asked (no such experiment, no challenger, ...)."""
+
+
+class UnsupportedModelError(EdgeoptError):
+    """The model has a format or layers a recipe's techniques cannot handle; found before any work starts."""

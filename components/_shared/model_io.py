@@ -4,17 +4,16 @@ import contextlib
 import hashlib
 import json
 import os
-import zipfile
+import tempfile
 from pathlib import Path
 
 from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.errors import ModelLoadError, UnsafeModelError
 from edgeopt.components._shared.keras_bootstrap import keras
+from edgeopt.components._shared.model_format import ModelFormat, check_model_safe, inspect_model
 
 SAVED_MODEL_FILE = "saved_model.pb"
 KERAS_SUFFIX = ".keras"
-UNSAFE_SUFFIXES = (".h5", ".hdf5")
-LAMBDA_MARKER = '"class_name": "Lambda"'
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
@@ -40,15 +39,19 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     )
 
 
-def _model_config_text(path: Path) -> str:
-    """The serialized layer configs, read without deserializing any layer."""
-    if path.suffix == KERAS_SUFFIX:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read("config.json").decode("utf-8", errors="replace")
-    metadata = path / "keras_metadata.pb"
-    if metadata.exists():
-        return metadata.read_bytes().decode("utf-8", errors="replace")
-    return ""
+@contextlib.contextmanager
+def _keras_named(inspection):
+    """The model's path, or for a .keras archive under another suffix (renamed .h5) a link named .keras: tf-keras
+    picks its reader from the suffix, and the bytes, not the name, say what the file is."""
+    path = inspection.path
+    keras_file = inspection.format in (ModelFormat.TF_KERAS_FILE, ModelFormat.KERAS3_FILE)
+    if not keras_file or path.suffix == KERAS_SUFFIX:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeopt-keras-") as folder:
+        link = Path(folder) / f"{path.stem}{KERAS_SUFFIX}"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def _optimization_scope():
@@ -70,31 +73,37 @@ def load_keras_model(path: str | os.PathLike, *, allow_unsafe: bool = False, com
 
     Args:
       path: a SavedModel folder, a `.keras` file, or a folder holding one of them.
-      allow_unsafe: accept `.h5` files and Lambda layers, both of which run code stored in the file.
+      allow_unsafe: accept HDF5 files, Lambda layers and (in .keras files) classes that are not built-in, all of
+        which run code stored in or named by the file.
       compile: restore the training config as saved.
 
+    The format comes from the bytes and the config is checked as JSON before Keras deserializes anything
+    (model_format.inspect_model).
+
     Raises:
-      UnsafeModelError: `.h5` or Lambda layers without `allow_unsafe`.
-      ModelLoadError: nothing loadable at `path`.
+      UnsafeModelError: HDF5, Lambda layers or unknown classes without `allow_unsafe`.
+      ModelLoadError: nothing loadable at `path` (empty, HTML, damaged, a plain SavedModel, a Keras 3 model that
+        cannot be rebuilt in tf-keras, ...).
     """
-    model_path = resolve_model_path(path)
-    if model_path.suffix in UNSAFE_SUFFIXES and not allow_unsafe:
-        raise UnsafeModelError(
-            f"{model_path} is an HDF5 model, which bypasses Keras safe mode; re-save it as a .keras file or SavedModel,"
-            " or opt in with allow_unsafe=True (--allow-unsafe-model) if you trust its origin"
-        )
-    if LAMBDA_MARKER in _model_config_text(model_path) and not allow_unsafe:
-        raise UnsafeModelError(
-            f"{model_path} contains a Lambda layer, whose code runs on load; replace it with a registered custom layer,"
-            " or opt in with allow_unsafe=True (--allow-unsafe-model) if you trust its origin"
+    inspection = inspect_model(path)
+    check_model_safe(inspection, allow_unsafe=allow_unsafe)
+    model_path = inspection.path
+    if inspection.format == ModelFormat.KERAS3_FILE:
+        from edgeopt.components._shared.keras3_bridge import rebuild_in_tf_keras
+
+        return rebuild_in_tf_keras(inspection, allow_unsafe=allow_unsafe)
+    if inspection.format == ModelFormat.PLAIN_SAVED_MODEL:
+        raise ModelLoadError(
+            f"{model_path} is a SavedModel without Keras metadata (a Keras 3 export or a tf.Module); post-training "
+            "recipes (export, ptq_*) convert it from its serving signature, training recipes need a tf-keras model"
         )
     try:
-        with _optimization_scope():
-            if model_path.suffix == KERAS_SUFFIX:
-                model = keras.models.load_model(model_path, compile=compile, safe_mode=not allow_unsafe)
+        with _optimization_scope(), _keras_named(inspection) as load_path:
+            if inspection.format in (ModelFormat.TF_KERAS_FILE, ModelFormat.KERAS3_FILE):
+                model = keras.models.load_model(load_path, compile=compile, safe_mode=not allow_unsafe)
             else:
-                model = keras.models.load_model(model_path, compile=compile)
-    except (OSError, ValueError, TypeError) as err:
+                model = keras.models.load_model(load_path, compile=compile)
+    except (OSError, ValueError, TypeError, KeyError) as err:
         raise ModelLoadError(f"could not load a Keras model from {model_path}: {err}") from err
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{model_path} loaded as {type(model).__name__}, not a Keras model; save it with tf_keras")

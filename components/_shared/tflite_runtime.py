@@ -22,7 +22,9 @@ class TfliteRunner:
     def __init__(self, tflite_path: str | os.PathLike, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.path = str(tflite_path)
+        from edgeopt.components._shared.model_format import check_tflite_file
+
+        self.path = str(check_tflite_file(tflite_path))
         self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
         signatures = self.interpreter.get_signature_list()
         if signatures:

@@ -121,7 +121,8 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
                        callbacks=()):  # fmt: skip
     """Loads the model fresh, wraps its Dense and Conv2D layers not in `config.skip_layers` with
     `wrap(layer, model)` (`model`: the freshly loaded source), and fine-tunes the clone with the config's seed,
-    epochs, batch size and learning rate.
+    epochs, batch size and learning rate. `wrap` may return the layer itself to leave it alone (e.g. a layer with
+    fewer weights than clusters); it then does not count as wrapped.
 
     Loading fresh means tfmot's wrappers never share layers with the caller's model. Returns the fine-tuned wrapped
     model and the names of the wrapped layers; raises OptimizationNotAchievedError when there is nothing to `verb`.
@@ -133,8 +134,10 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
     def wrap_selected(layer):
         if not is_prunable_type(layer) or layer.name in config.skip_layers:
             return layer
-        wrapped_names.append(layer.name)
-        return wrap(layer, model)
+        wrapped_layer = wrap(layer, model)
+        if wrapped_layer is not layer:
+            wrapped_names.append(layer.name)
+        return wrapped_layer
 
     wrapped = keras.models.clone_model(model, clone_function=wrap_selected)
     if not wrapped_names:

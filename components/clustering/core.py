@@ -18,6 +18,7 @@ class ClusteringResult:
     model_dir: str
     max_unique_values: int
     layer_unique_values: dict[str, int] = field(default_factory=dict)
+    skipped_layers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +46,18 @@ def unique_values_per_group(kernel: np.ndarray, per_channel: bool) -> int:
     return len(np.unique(kernel))
 
 
+def too_few_weights(kernel: np.ndarray, clusters: int, per_channel: bool, preserve_sparsity: bool) -> str | None:
+    """Why a kernel cannot be clustered into `clusters` values, or None: fewer weights (nonzero ones when zeros are
+    preserved, per output channel when clustered per channel) than clusters."""
+    groups = [kernel[..., channel] for channel in range(kernel.shape[-1])] if per_channel else [kernel]
+    counted = "nonzero weights" if preserve_sparsity else "weights"
+    fewest = min(int(np.count_nonzero(group)) if preserve_sparsity else group.size for group in groups)
+    if fewest < clusters:
+        where = " in one output channel" if per_channel else ""
+        return f"{fewest} {counted}{where} < {clusters} clusters; left unclustered"
+    return None
+
+
 def cluster_weights(
     model_path: str | os.PathLike,
     config: ClusteringConfig,
@@ -58,6 +71,8 @@ def cluster_weights(
 
     With `preserve_sparsity` (PCQAT's first half) the experimental API keeps an earlier pruning's zeros.
 
+    Layers with fewer weights than clusters are left unclustered and listed in the result's `skipped_layers`.
+
     Raises:
       OptimizationNotAchievedError: a kernel holds more distinct values than clusters (nothing is written).
 
@@ -66,13 +81,20 @@ def cluster_weights(
     """
     api = _sparsity_preserving_api() if config.preserve_sparsity else tfmot.clustering.keras
     extra = {"preserve_sparsity": True} if config.preserve_sparsity else {}
+    skipped = {}
 
     def wrap(layer, _model):
+        per_channel = config.per_channel and type(layer).__name__ == "Conv2D"
+        too_few = too_few_weights(kernel_of(layer), config.number_of_clusters, per_channel, config.preserve_sparsity)
+        if too_few:
+            # tfmot's k-means++ initialization needs at least one weight per cluster; it aborts the whole job.
+            skipped[layer.name] = too_few
+            return layer
         return api.cluster_weights(
             layer,
             number_of_clusters=config.number_of_clusters,
             cluster_centroids_init=_centroid_init(config.centroid_init),
-            cluster_per_channel=config.per_channel and type(layer).__name__ == "Conv2D",
+            cluster_per_channel=per_channel,
             **extra,
         )
 
@@ -93,6 +115,6 @@ def cluster_weights(
             f"kernels hold more than {allowed} distinct values after clustering: {too_many}; "
             "this is a tfmot bug or an unsupported layer, add the layer to skip_layers"
         )
-    result = ClusteringResult(str(output_dir), max(counts.values()), counts)
+    result = ClusteringResult(str(output_dir), max(counts.values()), counts, skipped)
     save_step_model(stripped, output_dir, technique="cluster", config=config, result=result.to_dict())
     return result

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
+from edgeopt.components._shared.data import Inputs, TrainingData, count, select
 from edgeopt.components._shared.errors import ConversionError
-from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components._shared.model_source import KerasSource, SavedModelSource, open_conversion_source
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.export.config import ExportConfig, ValidationConfig
 
@@ -36,22 +35,13 @@ class ConversionResult:
         return asdict(self)
 
 
-def keras_outputs(keras_model, inputs: Inputs) -> dict[str, np.ndarray]:
-    """Every output of the Keras model, keyed by output name (the names the converted signature uses)."""
-    outputs = keras_model(keras_inputs(keras_model, inputs), training=False)
-    if isinstance(outputs, dict):
-        return {str(name): np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
-    if not isinstance(outputs, list | tuple):
-        outputs = [outputs]
-    return {
-        name: np.asarray(value, dtype=np.float32) for name, value in zip(keras_model.output_names, outputs, strict=True)
-    }
-
-
-def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: Inputs) -> dict:
+def compare_outputs(source, tflite_path: str | os.PathLike, inputs: Inputs) -> dict:
     """Runs both models on `inputs`; returns max and mean absolute difference over every output and the top-1
-    agreement of the output that agrees least (outputs of one column, e.g. regression, agree trivially)."""
-    expected = keras_outputs(keras_model, inputs)
+    agreement of the output that agrees least (outputs of one column, e.g. regression, agree trivially).
+
+    `source`: a Keras model, or a model_source.KerasSource / SavedModelSource (a SavedModel's own signature).
+    """
+    expected = _as_source(source).predict_all(inputs)
     actual = TfliteRunner(tflite_path).predict_all(inputs)
     if len(expected) == 1 and len(actual) == 1:
         pairs = [(next(iter(expected.values())), next(iter(actual.values())))]
@@ -73,6 +63,10 @@ def compare_outputs(keras_model, tflite_path: str | os.PathLike, inputs: Inputs)
     }
 
 
+def _as_source(model):
+    return model if isinstance(model, KerasSource | SavedModelSource) else KerasSource(model)
+
+
 def convert_and_validate(
     keras_model,
     output_dir: str | os.PathLike,
@@ -86,12 +80,14 @@ def convert_and_validate(
     """Template of every conversion: convert -> write -> validate, all inside a staging folder.
 
     The output folder appears only when conversion and validation both succeed; it holds the .tflite, the config
-    that made it and the validation numbers.
+    that made it and the validation numbers. `keras_model` may also be a model_source.SavedModelSource: the
+    SavedModel's signature is converted and is the reference outputs.
 
     Raises:
       ConversionError: the converter failed, or the result disagrees with Keras past the tolerance.
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    source = _as_source(keras_model)
+    converter = source.converter()
     configure_converter(converter)
     try:
         flatbuffer = converter.convert()
@@ -102,7 +98,7 @@ def convert_and_validate(
         tflite_path = staging / TFLITE_FILE
         tflite_path.write_bytes(flatbuffer)
         try:
-            metrics = compare_outputs(keras_model, tflite_path, inputs)
+            metrics = compare_outputs(source, tflite_path, inputs)
         except ConversionError:
             raise
         except Exception as err:
@@ -139,20 +135,22 @@ def export_tflite(
     data: TrainingData,
     allow_unsafe: bool = False,
 ) -> ConversionResult:
-    """Exports a Keras model as a float32 .tflite, checked against the Keras model on evaluation examples.
+    """Exports a model as a float32 .tflite, checked against the model's own outputs on evaluation examples.
+
+    Takes tf-keras models, Keras 3 `.keras` files and any SavedModel with a serving signature (model_source.py).
 
     Example:
       >>> export_tflite("pruned/", ExportConfig(), "exported/", data=data).tflite_path
       'exported/model.tflite'
     """
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    eval_inputs, _ = data.arrays(data.eval_split)
-    return convert_and_validate(
-        model,
-        output_dir,
-        configure_converter=lambda converter: None,
-        validation=config.validation,
-        validation_inputs=eval_inputs,
-        config_json=config.to_json(),
-        step="export",
-    )
+    with open_conversion_source(model_path, allow_unsafe=allow_unsafe) as source:
+        eval_inputs, _ = data.arrays(data.eval_split)
+        return convert_and_validate(
+            source,
+            output_dir,
+            configure_converter=lambda converter: None,
+            validation=config.validation,
+            validation_inputs=eval_inputs,
+            config_json=config.to_json(),
+            step="export",
+        )

@@ -32,24 +32,51 @@ def _scheme(scheme: QatScheme):
     return None  # tfmot's Default8BitQuantizeScheme
 
 
+#: Layers before which tfmot itself folds a BatchNormalization (its Conv+BN transforms).
+_TFMOT_FOLDS_BN_AFTER = ("Conv2D", "DepthwiseConv2D")
+
+
+def _predecessors(model, layer) -> list:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    inbound = nodes[0].inbound_layers if nodes else []
+    return list(inbound) if isinstance(inbound, list | tuple) else [inbound]
+
+
+def _annotate_layer(model, layer):
+    """Annotates one layer; a BatchNormalization tfmot cannot fold (after Dense, Flatten, ...) gets an output-only
+    quantize config: it stays float during training and its output is fake-quantized like an activation's, so the
+    converter has the ranges to make it integer (tfmot's registry refuses it otherwise)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs,
+    )
+
+    quantize = tfmot.quantization.keras
+    if type(layer).__name__ == "BatchNormalization" and not any(
+        type(previous).__name__ in _TFMOT_FOLDS_BN_AFTER for previous in _predecessors(model, layer)
+    ):
+        return quantize.quantize_annotate_layer(
+            layer, quantize_config=default_8bit_quantize_configs.Default8BitOutputQuantizeConfig()
+        )
+    return quantize.quantize_annotate_layer(layer)
+
+
 def _annotate(model, config: QatConfig):
     """Marks the layers to quantize: all of them, or those matching layer_types or layer_names."""
-    quantize = tfmot.quantization.keras
-    if not config.layer_types and not config.layer_names:
-        return quantize.quantize_annotate_model(model)
-    known_types = {type(layer).__name__ for layer in model.layers}
-    known_names = {layer.name for layer in model.layers}
-    unknown = sorted(set(config.layer_types) - known_types) + sorted(set(config.layer_names) - known_names)
-    if unknown:
-        raise ConfigError(
-            f"QatConfig.layer_types/layer_names: {unknown} match no layer of the model "
-            f"(types: {sorted(known_types)}, names: {sorted(known_names)})"
-        )
+    selected_only = bool(config.layer_types or config.layer_names)
+    if selected_only:
+        known_types = {type(layer).__name__ for layer in model.layers}
+        known_names = {layer.name for layer in model.layers}
+        unknown = sorted(set(config.layer_types) - known_types) + sorted(set(config.layer_names) - known_names)
+        if unknown:
+            raise ConfigError(
+                f"QatConfig.layer_types/layer_names: {unknown} match no layer of the model "
+                f"(types: {sorted(known_types)}, names: {sorted(known_names)})"
+            )
 
     def annotate(layer):
-        if type(layer).__name__ in config.layer_types or layer.name in config.layer_names:
-            return quantize.quantize_annotate_layer(layer)
-        return layer
+        if selected_only and type(layer).__name__ not in config.layer_types and layer.name not in config.layer_names:
+            return layer
+        return _annotate_layer(model, layer)
 
     return keras.models.clone_model(model, clone_function=annotate)
 

@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 
-from edgeopt.components._shared.data import Inputs, TrainingData, count, keras_inputs, select
+from edgeopt.components._shared.data import Inputs, TrainingData, count, select
 from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components._shared.model_io import load_keras_model
+from edgeopt.components._shared.model_source import open_conversion_source
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
 
@@ -65,7 +65,8 @@ def quantize(
     """Converts a Keras model (float, pruned, clustered or quantization-aware trained) to a quantized .tflite.
 
     Args:
-      model_path: SavedModel folder or .keras file; never modified.
+      model_path: SavedModel folder (tf-keras, Keras 3 export or any with a serving signature) or .keras file
+        (tf-keras or Keras 3); never modified.
       config: the quantization mode and validation tolerance.
       output_dir: receives model.tflite, edgeopt_config.json and validation.json, atomically.
       data: evaluation inputs for validation and, without `calibration_inputs`, the calibration examples.
@@ -78,20 +79,20 @@ def quantize(
     Example:
       >>> quantize("model/", QuantizationConfig(mode="full_integer"), "int8/", data=data).tflite_bytes
     """
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    if config.needs_calibration and calibration_inputs is None:
-        calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
-    if calibration_inputs is not None:
-        calibration_inputs = keras_inputs(model, calibration_inputs)
-    eval_inputs, _ = data.arrays(data.eval_split)
-    return convert_and_validate(
-        model,
-        output_dir,
-        configure_converter=lambda converter: configure_converter(
-            converter, config, calibration_inputs if config.needs_calibration else None
-        ),
-        validation=config.validation,
-        validation_inputs=eval_inputs,
-        config_json=config.to_json(),
-        step=f"quantize[{config.mode.value}]",
-    )
+    with open_conversion_source(model_path, allow_unsafe=allow_unsafe) as source:
+        if config.needs_calibration and calibration_inputs is None:
+            calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
+        if calibration_inputs is not None:
+            calibration_inputs = source.adapt_inputs(calibration_inputs)
+        eval_inputs, _ = data.arrays(data.eval_split)
+        return convert_and_validate(
+            source,
+            output_dir,
+            configure_converter=lambda converter: configure_converter(
+                converter, config, calibration_inputs if config.needs_calibration else None
+            ),
+            validation=config.validation,
+            validation_inputs=eval_inputs,
+            config_json=config.to_json(),
+            step=f"quantize[{config.mode.value}]",
+        )

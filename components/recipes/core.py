@@ -12,7 +12,9 @@ from pathlib import Path
 from edgeopt.components._shared.atomic import atomic_output_file
 from edgeopt.components._shared.data import Inputs, TrainingData, count
 from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components._shared.support import check_recipe, check_recipes
 from edgeopt.components._shared.tasks import FRACTION_METRICS
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
@@ -52,7 +54,11 @@ def run_recipe(
     """Runs a recipe's steps in order, each loading the previous step's output fresh from disk.
 
     Returns the final .tflite path and one record per step (technique, output, result).
+
+    Raises:
+      UnsupportedModelError: the model cannot run the recipe (support.py), before any step starts.
     """
+    check_recipe(check_model_file(model_path, allow_unsafe=allow_unsafe), recipe)  # every face refuses before work
     output_dir = Path(output_dir)
     current = Path(model_path)
     records = []
@@ -158,6 +164,10 @@ def optimize(
     """
     evaluation = evaluation or EvaluationConfig()
     progress = Progress(verbose)
+    inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
+    refused = check_recipes(inspection, recipes)  # recipes the model cannot run fail before any training
+    if champion_tflite:
+        check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = [recipe.name for recipe in recipes]
@@ -188,6 +198,10 @@ def optimize(
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
         progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
+        if recipe.name in refused:
+            progress.say(f"recipe {recipe.name} refused: {refused[recipe.name]}")
+            candidates.append(failed_record(recipe, refused[recipe.name]))
+            continue
         try:
             tflite_path, steps = run_recipe(
                 model_path,
