@@ -31,3 +31,19 @@ class OptimizationNotAchievedError(EdgeoptError):
 
 class TrackingError(EdgeoptError):
     """MLflow tracking or the model registry cannot do what was asked (no such experiment, no challenger, ...)."""
+
+
+class TrainingDivergedError(EdgeoptError):
+    """Fine-tuning produced a non-finite loss (NaN or Inf): the data, the learning rate or the model diverged."""
+
+
+class OutputError(EdgeoptError):
+    """The output folder cannot be used: not writable, disk full, or held by another job."""
+
+
+class JobLockedError(OutputError):
+    """Another edgeopt job holds the output folder's lock."""
+
+
+class JobTerminatedError(BaseException):
+    """The process received SIGTERM (a BaseException, like KeyboardInterrupt, so `except Exception` lets it pass)."""

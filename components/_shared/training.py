@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import OptimizationNotAchievedError
+from edgeopt.components._shared.finite import StopOnNonFiniteLoss
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
 
@@ -50,7 +51,7 @@ def fine_tune(
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
-        callbacks=list(callbacks),
+        callbacks=[StopOnNonFiniteLoss(), *callbacks],
         verbose=verbose,
     )
     return model

@@ -418,5 +418,6 @@ def read_manifest(calibration_dir: str | os.PathLike) -> dict:
 def load_calibration_inputs(calibration_dir: str | os.PathLike, data):
     """The artifact's examples as model inputs, parsed exactly like the training data (data spec or input_fn)."""
     manifest = read_manifest(calibration_dir)
-    inputs, _ = data.arrays_from_files([str(Path(calibration_dir) / manifest["data_file"])], "calibration artifact")
+    data_file = Path(calibration_dir) / manifest["data_file"]
+    inputs, _ = data.arrays_from_files([str(data_file)], f"calibration artifact {data_file}")
     return inputs

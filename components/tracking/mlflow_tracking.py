@@ -40,6 +40,7 @@ from edgeopt.components.tracking.config import (
     default_artifact_location,
 )
 from edgeopt.components.tracking.pareto import plot_pareto
+from edgeopt.components.tracking.store import close_orphaned_runs, open_client
 
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
@@ -123,8 +124,7 @@ class _Caller:
 
 
 def _client(tracking_uri: str) -> MlflowClient:
-    # The registry follows the tracking URI; left unset, MLflow 3 would use ./mlflow.db in the current folder.
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return open_client(tracking_uri)
 
 
 def _required_uri(tracking_uri: str | None) -> str:
@@ -350,7 +350,10 @@ def _write_spool(state: dict, spool_dir: Path) -> Path:
             target = files / f"{run_index}-{artifact_index}" / source.name
             if source.resolve() != target.resolve():
                 target.parent.mkdir(exist_ok=True)
-                shutil.copy2(source, target)  # a copy, not a link: OUT may be cleaned before the sync
+                # A copy, not a link (OUT may be cleaned before the sync), renamed into place when complete, so a
+                # full disk never leaves a truncated file in the spool.
+                with atomic_output_file(target) as staging:
+                    shutil.copy2(source, staging)
             artifact["path"] = target.relative_to(folder).as_posix()
     with atomic_output_file(folder / SPOOL_RECORD) as staging:
         staging.write_text(json.dumps(saved, indent=2))
@@ -411,7 +414,11 @@ class TrackedJob:
             records.TAG_ORCHESTRATOR: orchestrator.value,
             records.TAG_ORCHESTRATOR_RUN_ID: orchestrator_run_id or self.job_id,
             records.TAG_VERSION: __version__,
+            records.TAG_OUTPUT_DIR: str(self.output_dir.resolve()),
         }
+        self._orchestrator_run_id = orchestrator_run_id
+        self.failure_reason: str | None = None
+        self.closed_orphans: list[str] = []
         self.state = {
             "format": SPOOL_FORMAT,
             "job_id": self.job_id,
@@ -443,16 +450,50 @@ class TrackedJob:
         self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
         self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
         self._flush()
+        self._close_orphans()
         return self
+
+    def _close_orphans(self):
+        if self.offline or self.parent_run_id is None:
+            return
+        try:
+            experiment_id = self._call("get run", self._client.get_run, self.parent_run_id).info.experiment_id
+            self.closed_orphans = close_orphaned_runs(
+                self._client,
+                experiment_id,
+                own_run_id=self.parent_run_id,
+                output_dir=str(self.output_dir.resolve()),
+                orchestrator_run_id=self._orchestrator_run_id,
+                call=self._call,
+            )
+        except Exception as err:  # closing old runs is housekeeping: it never stops the job
+            self._say(f"MLflow: could not close earlier attempts' runs ({_short(err)})", problem=True)
+            return
+        if self.closed_orphans:
+            self._say(f"MLflow: closed {len(self.closed_orphans)} run(s) an earlier attempt left RUNNING, as KILLED")
+
+    def mark_failed(self, reason: str):
+        """Ends the parent run FAILED with `reason` although the job raised nothing (e.g. a recipe errored)."""
+        self.failure_reason = reason
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
         parent = self.state["runs"][PARENT]
         parent["end_time"] = _now_ms()
-        if exc is None:
+        if exc is None and self.failure_reason:
+            parent["status"] = "FAILED"
+            _add_batch(
+                parent,
+                tags={
+                    records.TAG_FAILURE_REASON: self.failure_reason[: records.MAX_TAG_VALUE],
+                    records.TAG_NOTE: self.failure_reason[: records.MAX_TAG_VALUE],
+                },
+            )
+        elif exc is None:
             parent["status"] = "FINISHED"
         else:
             parent["status"] = "FAILED" if isinstance(exc, Exception) else "KILLED"
-            _add_batch(parent, tags={records.TAG_FAILURE_REASON: _short(exc, records.MAX_TAG_VALUE)})
+            reason = _short(exc, records.MAX_TAG_VALUE)
+            _add_batch(parent, tags={records.TAG_FAILURE_REASON: reason, records.TAG_NOTE: reason})
         try:
             self._flush()
         except Exception as err:
