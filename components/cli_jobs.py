@@ -57,6 +57,7 @@ def checked_training_data(examples, *, data_spec=None, module_file=None, non_fin
     try:
         data = load_training_data(examples, data_spec=data_spec, module_file=module_file)
         data = dataclasses.replace(data, non_finite=non_finite)
+        _check_single_input(data)
         for split in (data.train_split, data.eval_split):
             data.arrays(split)
     except EdgeoptError:
@@ -68,6 +69,19 @@ def checked_training_data(examples, *, data_spec=None, module_file=None, non_fin
             "the data spec or input_fn"
         ) from err
     return data
+
+
+def _check_single_input(data):
+    """A model input given as a tuple or list of tensors would be stacked into one array and fail much later,
+    at the first conversion, as a shape mismatch; say what is wrong before anything runs."""
+    from edgeopt.components._shared.data import split_files
+
+    features = data.dataset_from_files(split_files(data.examples, data.train_split), 1).element_spec[0]
+    if isinstance(features, tuple | list) and len(features) > 1:
+        raise DataError(
+            f"{data.description} yields the model inputs as a {type(features).__name__} of {len(features)} tensors; "
+            "yield one tensor, or a dict of named features keyed by the model's input names"
+        )
 
 
 def clear_previous_outputs(out: Path) -> list[str]:
