@@ -27,13 +27,16 @@ def _holder() -> dict:
 
 
 def _read_holder(path: Path) -> str:
-    try:
-        holder = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return "holder unknown"
-    if not holder:
-        return "holder unknown"
-    return f"pid {holder.get('pid')} on {holder.get('host')}: {holder.get('command')}"
+    # The holder writes its name just after taking the lock; give it a moment when we looked in between.
+    for _ in range(20):
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        if holder:
+            return f"pid {holder.get('pid')} on {holder.get('host')}: {holder.get('command')}"
+        time.sleep(0.05)
+    return "holder unknown"
 
 
 def check_output_writable(out_dir: str | os.PathLike) -> None:

@@ -29,14 +29,20 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 def open_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient whose tracking store exists and is migrated; a SQLite store is set up under a file lock beside
     the database, so concurrent jobs wait for each other instead of racing the migration."""
-    # The registry follows the tracking URI; left unset, MLflow 3 would use ./mlflow.db in the current folder.
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     database = sqlite_path(tracking_uri)
     if database is None:
-        return client
+        return _new_client(tracking_uri)
+    # The client may create the store as soon as it is built, so building it happens under the lock too.
     with setup_lock(database.with_name(database.name + STORE_LOCK_SUFFIX)):
+        client = _new_client(tracking_uri)
         client.search_experiments(max_results=1)  # creating the store runs (and finishes) the schema migration
+        client.search_registered_models(max_results=1)  # the registry's store checks the same schema
     return client
+
+
+def _new_client(tracking_uri: str) -> MlflowClient:
+    # The registry follows the tracking URI; left unset, MLflow 3 would use ./mlflow.db in the current folder.
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def _quoted(value: str) -> str | None:
