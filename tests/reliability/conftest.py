@@ -64,10 +64,9 @@ def failing_recipe(path):
 
 def job_runs(out):
     """(status, tags) of every job (parent) run in OUT/mlflow.db, oldest first."""
-    from mlflow import MlflowClient
+    from edgeopt.components.tracking.store import open_client
 
-    uri = f"sqlite:///{out}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
+    client = open_client(f"sqlite:///{out}/mlflow.db")  # under the store lock: a job may be creating it now
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string="tags.`edgeopt.run_kind` = 'job'",
