@@ -57,8 +57,9 @@ def input_casts(data: TrainingData) -> dict:
 
 def job_notes(recipes: list[RecipeConfig], data: TrainingData, artifact_count: int | None) -> dict:
     """The report.json keys that record what was done to the data."""
+    casts = input_casts(data)  # reads the training split first, which counts what it dropped
     return {
         "non_finite_dropped": dict(data.dropped_non_finite),
-        "input_casts": input_casts(data),
+        "input_casts": casts,
         "calibration_used": calibration_notes(recipes, data, artifact_count),
     }

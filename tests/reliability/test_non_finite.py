@@ -44,7 +44,9 @@ def _digits_with(tmp_path, bad_value: float, fraction: float = 0.1):
 def test_builtin_ptq_int8_drops_non_finite_training_examples(cli, tiny_model, tmp_path, bad_value):
     examples, bad = _digits_with(tmp_path, bad_value)
     out = tmp_path / "out"
-    code, _, err = cli(*optimize_args(tiny_model, examples, out, "configs/recipes/ptq_int8.yaml", extra=["--no-tracking"]))
+    code, _, err = cli(
+        *optimize_args(tiny_model, examples, out, "configs/recipes/ptq_int8.yaml", extra=["--no-tracking"])
+    )
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["non_finite_dropped"] == {"train": bad, "eval": 0}
@@ -76,4 +78,6 @@ def test_a_non_finite_loss_stops_fine_tuning_naming_epoch_and_step():
     inputs = np.ones((32, 4), dtype=np.float32)
     inputs[20] = np.nan  # the third batch of 8
     with pytest.raises(TrainingDivergedError, match=r"became nan at epoch 1, step 3; check the training data"):
-        model.fit(inputs, np.zeros(32), batch_size=8, epochs=2, shuffle=False, callbacks=[StopOnNonFiniteLoss()], verbose=0)
+        model.fit(
+            inputs, np.zeros(32), batch_size=8, epochs=2, shuffle=False, callbacks=[StopOnNonFiniteLoss()], verbose=0
+        )
