@@ -120,3 +120,11 @@ def test_data_is_read_once_per_split_with_the_typed_error(digits_examples):
     data = load_training_data(digits_examples, data_spec=digits_data_spec())
     inputs, labels = data.arrays(data.train_split)
     assert len(inputs) == len(labels) > 1000 and data.dropped_non_finite == {"train": 0}
+
+
+def test_a_truncated_shard_in_the_sampler_is_a_data_error(cli, digits_examples, tmp_path):
+    examples = _broken_examples(digits_examples, tmp_path, "truncated")
+    out = tmp_path / "calibration"
+    code, _, err = cli("sample", "--examples", examples, "--size", 50, "--out", out)
+    assert code == 2 and "is truncated or not a TFRecord" in err and "rewrite the shard" in err
+    assert not out.exists()
