@@ -58,3 +58,20 @@ def test_sigterm_ends_the_run_killed_and_the_next_job_closes_a_sigkilled_run(tin
     assert orphan_status == "KILLED" and orphan_tags["edgeopt.failure_reason"].startswith("orphaned:")
     assert last_status == "FINISHED"
     assert model_digest(tiny_model) == digest
+
+
+def test_a_retry_with_the_same_orchestrator_run_id_closes_the_earlier_attempt(tmp_path):
+    from edgeopt.components.tracking.config import TrackingConfig
+    from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="retries")
+    crashed = tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt1", orchestrator_run_id="run-7")
+    crashed.__enter__()  # the pod died here: its parent run was created and never ended
+    with tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt2", orchestrator_run_id="run-7") as job:
+        assert job.closed_orphans == [crashed.parent_run_id]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    orphan = client.get_run(crashed.parent_run_id)
+    assert orphan.info.status == "KILLED" and orphan.data.tags["edgeopt.failure_reason"].startswith("orphaned:")
+    assert client.get_run(job.parent_run_id).info.status == "FINISHED"
