@@ -231,6 +231,12 @@ def _run(args) -> int:
     return tracking_commands.run_tracked(args)
 
 
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Libraries (Beam, MLflow) log tracebacks with their errors; without -v the terminal gets the message only."""
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     parser.add_argument("-v", "--verbose", dest="debug", action="store_true", help="log details and tracebacks")
@@ -239,6 +245,9 @@ def main(argv=None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING, format="[edgeopt] %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("edgeopt").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_without_traceback)
     try:
         with sigterm_raises():
             return _run(args)
