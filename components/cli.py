@@ -23,7 +23,7 @@ from edgeopt.components.tracking import cli_commands as tracking_commands
 from edgeopt.pipelines import cli_commands as pipeline_commands
 
 EXIT_UNEXPECTED = 1
-EXIT_USAGE_ERROR = 2  # usage, config, input and output-folder errors: no recipe ran
+EXIT_USAGE_ERROR = 2  # a typed error: usage, config, input (nothing ran yet) or output folder (disk full, locked)
 DEMO_CALIBRATION_SIZE = 300
 
 logger = logging.getLogger("edgeopt")
@@ -48,7 +48,7 @@ def _finish(report: dict, out: Path, args) -> int:
     for candidate in report["candidates"]:
         if candidate.get("error"):
             print(
-                f"recipe {candidate['recipe']} failed in step {candidate['failed_step']}: {candidate['error']}",
+                f"recipe {candidate['recipe']} failed in step {candidate.get('failed_step')}: {candidate['error']}",
                 file=sys.stderr,
             )
     return exit_status(report, args.tracking_job, fail_on_gate=args.fail_on_gate)
