@@ -2,29 +2,36 @@
 
 import argparse
 import json
+import logging
 import sys
 from importlib import resources
 from pathlib import Path
 
-from edgeopt.components._shared.cli_args import add_model_and_data_args
-from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.cli_args import add_model_and_data_args, parse_sizes
+from edgeopt.components._shared.errors import EdgeoptError, JobTerminatedError
+from edgeopt.components._shared.signals import EXIT_SIGINT, EXIT_SIGTERM, sigterm_raises
 from edgeopt.components.calibration import cli_commands as calibration_commands
+from edgeopt.components.cli_jobs import (
+    EXIT_GATE_FAILED,
+    EXIT_RECIPE_FAILED,
+    checked_training_data,
+    exit_status,
+    load_recipes,
+    run_job,
+)
 from edgeopt.components.tracking import cli_commands as tracking_commands
 from edgeopt.pipelines import cli_commands as pipeline_commands
 
-EXIT_USAGE_ERROR = 2
+EXIT_UNEXPECTED = 1
+EXIT_USAGE_ERROR = 2  # a typed error: usage, config, input (nothing ran yet) or output folder (disk full, locked)
 DEMO_CALIBRATION_SIZE = 300
+
+logger = logging.getLogger("edgeopt")
 
 
 def default_recipe_paths() -> list[Path]:
     folder = resources.files("edgeopt.configs") / "recipes"
     return sorted(Path(str(path)) for path in folder.iterdir() if path.name.endswith(".yaml"))
-
-
-def load_recipes(paths):
-    from edgeopt.components.recipes.config import RecipeConfig
-
-    return [RecipeConfig.from_yaml(path) for path in paths]
 
 
 def _evaluation_config(args):
@@ -33,15 +40,37 @@ def _evaluation_config(args):
     return EvaluationConfig(num_threads=args.threads, timed_runs=args.timed_runs, warmup_runs=args.warmup_runs)
 
 
-def _finish(report: dict, out: Path, verbose: int):
+def _finish(report: dict, out: Path, args) -> int:
     from edgeopt.components.recipes.core import render_table
 
     print(render_table(report))
     print(f"\nwrote {out / 'report.json'} and {out / 'report.md'}")
-    failed = [c["recipe"] for c in report["candidates"] if c.get("error")]
-    if failed:
-        print(f"recipes that failed: {', '.join(failed)} (reasons in report.json)", file=sys.stderr)
-    return 0
+    for candidate in report["candidates"]:
+        if candidate.get("error"):
+            print(
+                f"recipe {candidate['recipe']} failed in step {candidate.get('failed_step')}: {candidate['error']}",
+                file=sys.stderr,
+            )
+    return exit_status(report, args.tracking_job, fail_on_gate=args.fail_on_gate)
+
+
+def prepare_demo(args):
+    args.recipes = load_recipes(args.recipe or default_recipe_paths())
+    args.sweep = parse_sizes(args.sweep_sizes, "--sweep-sizes") if args.sweep_sizes else []
+
+
+def prepare_optimize(args):
+    from edgeopt.components._shared.model_io import resolve_model_path
+
+    resolve_model_path(args.model)
+    args.recipes = load_recipes(args.recipe)
+    args.data = checked_training_data(
+        args.examples, data_spec=args.data_spec, module_file=args.module_file, non_finite=args.non_finite
+    )
+    if args.calibration:
+        from edgeopt.components.calibration.core import load_calibration_inputs
+
+        load_calibration_inputs(args.calibration, args.data)
 
 
 def run_demo(args) -> int:
@@ -54,14 +83,15 @@ def run_demo(args) -> int:
 
     out = Path(args.out)
     examples, baseline = out / "data", out / "baseline_model"
-    # Both are published atomically, so an existing folder is complete and is reused.
+    # Both are published atomically, so an existing folder is complete and is reused (and recorded as reused).
+    reused = [str(path) for path in (examples, baseline) if path.exists() and not args.retrain]
     if args.retrain or not examples.exists():
         print(f"[edgeopt] writing scikit-learn digits as TFX Examples to {examples}", flush=True)
         write_digits_examples(examples)
     if args.retrain or not baseline.exists():
         print(f"[edgeopt] training the digits CNN baseline into {baseline}", flush=True)
         train_digits_baseline(examples, baseline, verbose=args.verbose)
-    recipes = load_recipes(args.recipe or default_recipe_paths())
+    recipes = args.recipes
     data = load_training_data(examples, data_spec=digits_data_spec())
     calibration = CalibrationConfig(size=DEMO_CALIBRATION_SIZE, label_key="label")
     print(f"[edgeopt] sampling {calibration.size} calibration examples with Apache Beam into {out / 'calibration'}")
@@ -76,35 +106,33 @@ def run_demo(args) -> int:
         champion_tflite=args.tracking_job.champion_tflite(),
         verbose=args.verbose,
     )
-    if args.sweep_sizes:
-        print(f"[edgeopt] calibration-size sweep: {args.sweep_sizes}", flush=True)
+    report["reused"] = reused
+    if args.sweep:
+        print(f"[edgeopt] calibration-size sweep: {args.sweep}", flush=True)
         report["calibration_sweep"] = calibration_sweep(
             baseline,
             examples,
-            [int(size) for size in args.sweep_sizes.split(",")],
+            args.sweep,
             out / "calibration-sweep",
             data=data,
             calibration=calibration,
             baseline_accuracy=report["baseline"]["accuracy"],
         )
-        write_report(report, out)
+    write_report(report, out)
     args.tracking_job.log_report(report, examples=examples, calibration_manifest=out / "calibration" / MANIFEST_FILE)
-    return _finish(report, out, args.verbose)
+    return _finish(report, out, args)
 
 
 def run_optimize(args) -> int:
-    from edgeopt.components._shared.data import load_training_data
     from edgeopt.components.calibration.core import MANIFEST_FILE
     from edgeopt.components.recipes.core import optimize
 
-    recipes = load_recipes(args.recipe)
-    data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
     out = Path(args.out)
     report = optimize(
         args.model,
-        recipes,
+        args.recipes,
         out,
-        data=data,
+        data=args.data,
         evaluation=_evaluation_config(args),
         calibration_dir=args.calibration,
         champion_tflite=args.tracking_job.champion_tflite(),
@@ -113,7 +141,7 @@ def run_optimize(args) -> int:
     )
     manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
     args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)
-    return _finish(report, out, args.verbose)
+    return _finish(report, out, args)
 
 
 def run_recipes(args) -> int:
@@ -135,10 +163,21 @@ def _add_measurement_args(parser):
     parser.add_argument("--timed-runs", type=int, default=200, help="timed invocations per model (default 200)")
     parser.add_argument("--warmup-runs", type=int, default=20, help="warm-up invocations per model (default 20)")
     parser.add_argument("--quiet", dest="verbose", action="store_const", const=0, default=2, help="no progress")
+    parser.add_argument(
+        "--fail-on-gate", action="store_true", help=f"exit {EXIT_GATE_FAILED} when a candidate misses its gate (CI)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", dest="debug", action="store_true", default=argparse.SUPPRESS, help="log details, tracebacks"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeopt", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="edgeopt",
+        description=__doc__,
+        epilog=f"exit status: 0 ok, {EXIT_USAGE_ERROR} bad input (nothing ran), {EXIT_RECIPE_FAILED} a recipe failed, "
+        f"{EXIT_GATE_FAILED} a gate failed (--fail-on-gate), {EXIT_SIGINT}/{EXIT_SIGTERM} interrupted/terminated",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train (or reuse) the digits baseline and run every recipe")
@@ -152,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_measurement_args(demo)
     tracking_commands.add_tracking_args(demo)
-    demo.set_defaults(handler=run_demo)
+    demo.set_defaults(handler=run_demo, prepare=prepare_demo)
 
     optimize = commands.add_parser("optimize", help="run recipes on your own Keras model")
     add_model_and_data_args(optimize)
@@ -160,11 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--out", required=True, help="output folder for candidates and reports")
     optimize.add_argument("--calibration", help="calibration artifact from `edgeopt sample` for int8/16x8 steps")
     optimize.add_argument(
+        "--non-finite",
+        choices=("drop", "fail"),
+        default="drop",
+        help="examples holding NaN or Inf: drop and count them in report.json (default), or fail the job",
+    )
+    optimize.add_argument(
         "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"
     )
     _add_measurement_args(optimize)
     tracking_commands.add_tracking_args(optimize)
-    optimize.set_defaults(handler=run_optimize)
+    optimize.set_defaults(handler=run_optimize, prepare=prepare_optimize)
 
     recipes = commands.add_parser("recipes", help="list the built-in recipes")
     recipes.set_defaults(handler=run_recipes)
@@ -180,13 +225,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args) -> int:
+    if getattr(args, "prepare", None):  # a job command: validate, lock --out, then run tracked
+        return run_job(args, tracking_commands.run_tracked)
+    return tracking_commands.run_tracked(args)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Libraries (Beam, MLflow) log tracebacks with their errors; without -v the terminal gets the message only."""
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.add_argument("-v", "--verbose", dest="debug", action="store_true", help="log details and tracebacks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="[edgeopt] %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("edgeopt").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_without_traceback)
     try:
-        return tracking_commands.run_tracked(args)
+        with sigterm_raises():
+            return _run(args)
     except EdgeoptError as err:
+        logger.debug("edgeopt %s failed", args.command, exc_info=True)
         print(f"edgeopt {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE_ERROR
+        return getattr(err, "exit_code", EXIT_USAGE_ERROR)
+    except JobTerminatedError as err:
+        print(f"edgeopt {args.command}: stopped: {err}", file=sys.stderr)
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        print(f"edgeopt {args.command}: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Exception as err:
+        logger.debug("edgeopt %s failed unexpectedly", args.command, exc_info=True)
+        print(
+            f"edgeopt {args.command}: unexpected error: {type(err).__name__}: {err} (-v shows details)", file=sys.stderr
+        )
+        return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -10,3 +10,17 @@ def add_model_and_data_args(parser):
     source.add_argument(
         "--module-file", help="Trainer module (file or import name) with input_fn(file_pattern, batch_size)"
     )
+
+
+def parse_sizes(text: str, flag: str) -> list[int]:
+    """`50,100,300` -> [50, 100, 300]; anything else (a zero, a negative, a word) is a ConfigError naming the flag."""
+    from edgeopt.components._shared.errors import ConfigError
+
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError as err:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers; e.g. {flag} 50,100,300") from err
+    bad = [size for size in sizes if size < 1]
+    if bad:
+        raise ConfigError(f"{flag} {text!r} holds sizes below 1 ({bad}); every calibration size must be >= 1")
+    return sizes

@@ -14,6 +14,7 @@ import pydantic
 
 from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components._shared.errors import ConfigError, DataError
+from edgeopt.components._shared.finite import drop_non_finite
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.tasks import Metric, Task, TaskSpec, make_task_spec
 
@@ -292,6 +293,8 @@ class TrainingData:
     description: str
     task: TaskSpec = field(default_factory=TaskSpec)
     _arrays_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    non_finite: str = "drop"  # NaN/Inf examples: "drop" (counted in dropped_non_finite) or "fail" (DataError)
+    dropped_non_finite: dict = field(default_factory=dict, compare=False, repr=False)
 
     def make_dataset(self, split: str, batch_size: int) -> "tf.data.Dataset":
         return self.dataset_from_files(split_files(self.examples, split), batch_size)
@@ -299,7 +302,10 @@ class TrainingData:
     def arrays(self, split: str) -> tuple[Inputs, np.ndarray]:
         """The whole split as numpy (inputs, labels), read once; fine-tuning, calibration and evaluation share it."""
         if split not in self._arrays_cache:
-            self._arrays_cache[split] = self.arrays_from_files(split_files(self.examples, split), f"split '{split}'")
+            inputs, labels = self.arrays_from_files(split_files(self.examples, split), f"split '{split}'")
+            what = f"split '{split}' of {self.description}"
+            *arrays, self.dropped_non_finite[split] = drop_non_finite(inputs, labels, policy=self.non_finite, what=what)
+            self._arrays_cache[split] = tuple(arrays)
         return self._arrays_cache[split]
 
     def arrays_from_files(self, files: list[str], what: str = "") -> tuple[Inputs, np.ndarray]:

@@ -35,3 +35,19 @@ class TrackingError(EdgeoptError):
 
 class UnsupportedModelError(EdgeoptError):
     """The model has a format or layers a recipe's techniques cannot handle; found before any work starts."""
+
+
+class TrainingDivergedError(EdgeoptError):
+    """Fine-tuning produced a non-finite loss (NaN or Inf): the data, the learning rate or the model diverged."""
+
+
+class OutputError(EdgeoptError):
+    """The output folder cannot be used: not writable, disk full, or held by another job."""
+
+
+class JobLockedError(OutputError):
+    """Another edgeopt job holds the output folder's lock."""
+
+
+class JobTerminatedError(BaseException):
+    """The process received SIGTERM (a BaseException, like KeyboardInterrupt, so `except Exception` lets it pass)."""

@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeopt.components._shared.data import TrainingData, keras_inputs
 from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
+from edgeopt.components._shared.finite import StopOnNonFiniteLoss
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components._shared.tasks import Task, TaskSpec, match_output_name
@@ -100,7 +101,7 @@ def fine_tune(
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
-        callbacks=list(callbacks),
+        callbacks=[StopOnNonFiniteLoss(), *callbacks],
         verbose=verbose,
     )
     if output is not None:  # Keras prefixes per-output metrics; keep the name callers read

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from edgeopt.components._shared.cli_args import add_model_and_data_args
+from edgeopt.components._shared.cli_args import add_model_and_data_args, parse_sizes
 
 
 def run_sample(args) -> int:
@@ -33,12 +33,13 @@ def run_sweep(args) -> int:
     from edgeopt.components.evaluation.config import EvaluationConfig
     from edgeopt.components.recipes.core import evaluate_baseline
 
+    sizes = parse_sizes(args.sizes, "--sizes")  # before the baseline export, so a typo costs nothing
     data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
     baseline, _ = evaluate_baseline(args.model, args.out, data=data, evaluation=EvaluationConfig(timed_runs=1))
     rows = calibration_sweep(
         args.model,
         args.examples,
-        [int(size) for size in args.sizes.split(",")],
+        sizes,
         args.out,
         data=data,
         calibration=CalibrationConfig(seed=args.seed, label_key=args.label_key),

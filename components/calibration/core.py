@@ -396,6 +396,11 @@ def sample_calibration_data(
             if ERROR_MARKER in text:
                 message = text.split(ERROR_MARKER, 1)[1].split(ERROR_END, 1)[0]
                 raise DataError(message) from err
+            if any(marker in text for marker in TRUNCATED_MARKERS):
+                raise DataError(
+                    f"a record file under {examples} is truncated or not a TFRecord ({text.splitlines()[0][:200]}); "
+                    "rewrite the shard (rerun the ExampleGen) or remove it"
+                ) from err
             raise
         manifest = json.loads((staging / MANIFEST_FILE).read_text())
     output_dir = Path(output_dir)
@@ -408,6 +413,10 @@ def sample_calibration_data(
     )
 
 
+# What Beam's TFRecord and gzip readers say about a cut-off or foreign file (their errors carry no type of ours).
+TRUNCATED_MARKERS = ("Not a valid TFRecord", "Compressed file ended", "while decompressing", "CRC check failed")
+
+
 def read_manifest(calibration_dir: str | os.PathLike) -> dict:
     path = Path(calibration_dir) / MANIFEST_FILE
     if not path.exists():
@@ -418,5 +427,6 @@ def read_manifest(calibration_dir: str | os.PathLike) -> dict:
 def load_calibration_inputs(calibration_dir: str | os.PathLike, data):
     """The artifact's examples as model inputs, parsed exactly like the training data (data spec or input_fn)."""
     manifest = read_manifest(calibration_dir)
-    inputs, _ = data.arrays_from_files([str(Path(calibration_dir) / manifest["data_file"])], "calibration artifact")
+    data_file = Path(calibration_dir) / manifest["data_file"]
+    inputs, _ = data.arrays_from_files([str(data_file)], f"calibration artifact {data_file}")
     return inputs

@@ -30,3 +30,14 @@ class ClusteringConfig(StrictConfig):
     learning_rate: float = pydantic.Field(1e-5, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
     skip_layers: list[str] = pydantic.Field(default_factory=list, description="Names of layers to leave unclustered.")
     seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")
+
+    @pydantic.model_validator(mode="after")
+    def _check_sparsity_clusters(self):
+        # tfmot reserves one cluster for the preserved zeros and refuses <= 2 clusters at wrap time, after training
+        # has been set up; the same rule here makes `edgeopt validate` and every face refuse it up front.
+        if self.preserve_sparsity and self.number_of_clusters <= 2:
+            raise ValueError(
+                f"number_of_clusters {self.number_of_clusters} with preserve_sparsity leaves no cluster beside the "
+                "preserved zeros; use number_of_clusters >= 3"
+            )
+        return self

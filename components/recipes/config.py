@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 import pydantic
 
 from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.clustering.config import ClusteringConfig
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.export.config import ExportConfig
@@ -98,7 +99,7 @@ class RecipeConfig(StrictConfig):
 
         path = resources.files("edgeopt.configs") / "recipes" / f"{name}.yaml"
         if not path.is_file():
-            raise ValueError(f"no built-in recipe '{name}'; `edgeopt recipes` lists them")
+            raise ConfigError(f"no built-in recipe '{name}'; `edgeopt recipes` lists them")
         return cls.from_yaml(path)
 
     @property

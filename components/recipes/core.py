@@ -2,6 +2,7 @@
 disk, and ends as a measured, gated .tflite. The result is report.json's contract."""
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -23,7 +24,10 @@ from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, meas
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
 from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.recipes.job_notes import job_notes
 from edgeopt.components.registry import TECHNIQUES
+
+logger = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -71,7 +75,11 @@ def run_recipe(
         elif step.technique in ("prune", "cluster", "qat"):
             kwargs["verbose"] = verbose
         started = time.perf_counter()
-        result = technique.function()(current, step.config, step_dir, **kwargs)
+        try:
+            result = technique.function()(current, step.config, step_dir, **kwargs)
+        except Exception as err:
+            err.failed_step = step_dir.name  # report.json names the step that failed
+            raise
         records.append(
             {
                 "technique": step.technique,
@@ -131,6 +139,9 @@ def failed_record(recipe: RecipeConfig, error: Exception) -> dict:
         "gate": {"passed": False, "reasons": [f"{type(error).__name__}: {error}"]},
         "config": recipe.to_dict(),
         "error": f"{type(error).__name__}: {error}",
+        "failed_step": getattr(error, "failed_step", "evaluate"),
+        "error_type": type(error).__name__,
+        "error_message": str(error),
     }
 
 
@@ -218,7 +229,8 @@ def optimize(
             progress.say(f"recipe {recipe.name} failed: {err}")
             record = failed_record(recipe, err)
         except Exception as err:  # an unexpected failure of one recipe must not lose the others' results
-            progress.say(f"recipe {recipe.name} failed unexpectedly:\n{traceback.format_exc()}")
+            progress.say(f"recipe {recipe.name} failed unexpectedly: {type(err).__name__}: {err} (details: -v)")
+            logger.debug("recipe %s failed:\n%s", recipe.name, traceback.format_exc())
             record = failed_record(recipe, err)
         candidates.append(record)
 
@@ -241,6 +253,7 @@ def optimize(
         "evaluation": evaluation.to_dict(),
         "calibration": calibration,
         "candidates": candidates,
+        **job_notes(recipes, data, calibration.get("count")),
     }
     if champion is not None:
         report["champion"] = champion.to_dict()
@@ -353,6 +366,19 @@ def report_from_evaluations(records: list[dict], model_dir: str | os.PathLike) -
     return {"baseline": baseline, "candidates": candidates}
 
 
+PUBLISHED_FILES = ("model.tflite", "edgeopt_recipe.json", "edgeopt_steps.json")
+
+
+def clear_published_model(model_dir: str | os.PathLike, steps_dir: str | os.PathLike):
+    """A retried attempt writing to the same folder (a KFP retry reuses the output URI) starts clean: an earlier
+    attempt's model.tflite must not survive a failed attempt and pass for its result."""
+    model_dir, steps_dir = Path(model_dir), Path(steps_dir)
+    for name in PUBLISHED_FILES:
+        (model_dir / name).unlink(missing_ok=True)
+    if steps_dir.is_dir():
+        shutil.rmtree(steps_dir)
+
+
 def run_recipe_to_folder(
     model_path: str | os.PathLike,
     recipe: RecipeConfig,
@@ -365,6 +391,7 @@ def run_recipe_to_folder(
     """Runs a recipe with each step's model under `steps_dir`, then publishes the final model.tflite, the recipe and
     the step records in `model_dir` (what a pipeline serves or pushes; `steps_dir` may lie inside it). Each file is
     renamed into place when complete, model.tflite last. Returns the step records."""
+    clear_published_model(model_dir, steps_dir)
     calibration_inputs = load_calibration_inputs(calibration_dir, data) if calibration_dir else None
     tflite, steps = run_recipe(model_path, recipe, steps_dir, data=data, calibration_inputs=calibration_inputs)
     model_dir = Path(model_dir)

@@ -18,6 +18,9 @@ class NullJob:
     def log_report(self, report: dict, **kwargs) -> None:
         return None
 
+    def mark_failed(self, reason: str) -> None:
+        return None
+
 
 def add_tracking_args(parser):
     """The MLflow flags of a command that runs an optimize job; its handler then finds `args.tracking_job`."""

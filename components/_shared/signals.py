@@ -1,0 +1,31 @@
+"""SIGTERM handled like SIGINT: Kubernetes and KFP stop pods with SIGTERM, and a job must still end its runs."""
+
+import contextlib
+import logging
+import signal
+import threading
+
+from edgeopt.components._shared.errors import JobTerminatedError
+
+EXIT_SIGINT = 130  # 128 + SIGINT, the shell's convention
+EXIT_SIGTERM = 143  # 128 + SIGTERM
+
+logger = logging.getLogger(__name__)
+
+
+def _raise_terminated(signum, _frame):
+    raise JobTerminatedError(f"received {signal.Signals(signum).name}; the job was stopped before it finished")
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block, SIGTERM raises JobTerminatedError in the main thread, so context managers (the tracked
+    job, atomic outputs, locks) unwind as they do for KeyboardInterrupt. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,137 @@
+"""The life of a CLI job (`optimize`, `demo`): validate every input, then lock the output folder, clear an earlier
+attempt's outputs, run inside one tracked job, and turn the report into an exit status.
+
+Nothing is created before the inputs are validated: a typo in a recipe never leaves an `--out` or an `mlflow.db`.
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import yaml
+
+from edgeopt.components._shared.errors import ConfigError, DataError, EdgeoptError
+from edgeopt.components._shared.job_lock import check_output_writable, output_dir_lock, output_errors_as_typed
+
+EXIT_RECIPE_FAILED = 3  # the job ran, and at least one recipe errored
+EXIT_GATE_FAILED = 4  # with --fail-on-gate: no recipe errored, and at least one missed its gate
+
+# What a job writes into --out and a rerun replaces. The tracking store (mlflow.db, mlartifacts/, mlflow-spool/)
+# and the demo's data/ and baseline_model/ (reused on purpose, recorded in report.json) are kept.
+JOB_OUTPUTS = ("baseline", "candidates", "calibration", "calibration-sweep", "champion", "report.json", "report.md")
+
+logger = logging.getLogger(__name__)
+
+
+def load_recipes(paths) -> list:
+    """Every recipe file, validated; a missing file or a YAML syntax error is a ConfigError naming the file."""
+    from edgeopt.components.recipes.config import RecipeConfig
+
+    recipes = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(
+                f"recipe file {path} does not exist; pass a recipe YAML path (`edgeopt recipes` lists the built-in "
+                "ones, under configs/recipes/)"
+            )
+        try:
+            recipes.append(RecipeConfig.from_yaml(path))
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path} is not valid YAML{line} ({problem}); fix its syntax") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path} is not a text YAML file; pass a recipe YAML") from err
+    return recipes
+
+
+def checked_training_data(examples, *, data_spec=None, module_file=None, non_finite: str = "drop"):
+    """TrainingData whose train and eval splits were read once, so a data error that would fail every recipe
+    (a missing, empty, truncated or garbage split; records that are not tf.Examples; an input_fn that breaks)
+    fails the job before any recipe runs, as a DataError."""
+    import dataclasses
+
+    from edgeopt.components._shared.data import load_training_data
+
+    try:
+        data = load_training_data(examples, data_spec=data_spec, module_file=module_file)
+        data = dataclasses.replace(data, non_finite=non_finite)
+        _check_single_input(data)
+        for split in (data.train_split, data.eval_split):
+            data.arrays(split)
+    except EdgeoptError:
+        raise
+    except Exception as err:  # user input_fn code and TF parsing raise anything; the job must name the data
+        logger.debug("reading the examples failed", exc_info=True)
+        raise DataError(
+            f"cannot read the examples in {examples} ({type(err).__name__}: {err}); check the Examples folder and "
+            "the data spec or input_fn"
+        ) from err
+    return data
+
+
+def _check_single_input(data):
+    """A model input given as a tuple or list of tensors would be stacked into one array and fail much later,
+    at the first conversion, as a shape mismatch; say what is wrong before anything runs."""
+    from edgeopt.components._shared.data import split_files
+
+    features = data.dataset_from_files(split_files(data.examples, data.train_split), 1).element_spec[0]
+    if isinstance(features, tuple | list) and len(features) > 1:
+        raise DataError(
+            f"{data.description} yields the model inputs as a {type(features).__name__} of {len(features)} tensors; "
+            "yield one tensor, or a dict of named features keyed by the model's input names"
+        )
+
+
+def clear_previous_outputs(out: Path) -> list[str]:
+    """Removes an earlier attempt's job outputs from `out` (under the job's lock), so no stale candidate survives
+    beside new results. Returns what was removed."""
+    removed = []
+    for name in JOB_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    for partial in out.glob(".*.partial-*"):  # staging left by a killed job
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    if removed:
+        logger.info("removed an earlier attempt's outputs from %s: %s", out, removed)
+    return removed
+
+
+def run_job(args, run_tracked) -> int:
+    """Runs a job command's handler once its inputs are validated: checks --out can be written, holds its lock,
+    clears an earlier attempt, and runs `run_tracked(args)` (the tracked job around the handler)."""
+    args.prepare(args)  # validates everything the job reads; creates nothing
+    out = Path(args.out)
+    check_output_writable(out)
+    with output_dir_lock(out):
+        args.cleared_outputs = clear_previous_outputs(out)
+        handler = args.handler
+
+        def guarded(arguments):
+            with output_errors_as_typed():
+                return handler(arguments)
+
+        args.handler = guarded
+        return run_tracked(args)
+
+
+def exit_status(report: dict, job, *, fail_on_gate: bool) -> int:
+    """0, EXIT_RECIPE_FAILED or EXIT_GATE_FAILED from a finished report; a non-zero status also ends the job's
+    parent run FAILED with the reason."""
+    candidates = report["candidates"]
+    errored = [candidate["recipe"] for candidate in candidates if candidate.get("error")]
+    missed = [c["recipe"] for c in candidates if not c.get("error") and not c["gate"]["passed"]]
+    if errored:
+        job.mark_failed(f"{len(errored)} of {len(candidates)} recipes failed: {', '.join(errored)}")
+        return EXIT_RECIPE_FAILED
+    if missed and fail_on_gate:
+        job.mark_failed(f"--fail-on-gate: {len(missed)} of {len(candidates)} missed their gate: {', '.join(missed)}")
+        return EXIT_GATE_FAILED
+    return 0

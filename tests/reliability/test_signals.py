@@ -1,0 +1,77 @@
+"""Every run ends with a final status: SIGTERM ends the job's run KILLED (exit 143), and the next job into the same
+--out closes the run a SIGKILLed job left RUNNING (issue 12.5)."""
+
+import signal
+import time
+
+from edgeopt.components._shared.model_io import model_digest
+from edgeopt.components._shared.signals import EXIT_SIGTERM
+from tests.reliability.conftest import PTQ_DYNAMIC, job_runs, optimize_args, start_edgeopt, write_recipe
+
+
+def _slow_recipe(path):
+    return write_recipe(
+        path,
+        name="slow_prune",
+        steps=[
+            {"technique": "prune", "config": {"epochs": 300, "batch_size": 8}},
+            {"technique": "quantize", "config": {"mode": "dynamic_range"}},
+        ],
+    )
+
+
+def _wait_for_running_runs(out, count: int, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (out / "mlflow.db").exists():
+            running = [tags for status, tags in job_runs(out) if status == "RUNNING"]
+            if len(running) >= count:
+                return
+        time.sleep(1)
+    raise AssertionError(f"no RUNNING job run in {out} after {timeout} s")
+
+
+def test_sigterm_ends_the_run_killed_and_the_next_job_closes_a_sigkilled_run(tiny_model, digits_examples, tmp_path):
+    digest = model_digest(tiny_model)
+    out = tmp_path / "out"
+    slow = _slow_recipe(tmp_path / "slow.json")
+
+    terminated = start_edgeopt(*optimize_args(tiny_model, digits_examples, out, slow))
+    _wait_for_running_runs(out, 1)
+    time.sleep(3)  # into the baseline export or the fine-tuning
+    terminated.send_signal(signal.SIGTERM)
+    assert terminated.wait(timeout=120) == EXIT_SIGTERM, terminated.stderr.read()[-3000:]
+    assert "received SIGTERM" in terminated.stderr.read()
+    ((status, tags),) = job_runs(out)
+    assert status == "KILLED" and "received SIGTERM" in tags["edgeopt.failure_reason"]
+    assert not (out / "report.json").exists()
+
+    killed = start_edgeopt(*optimize_args(tiny_model, digits_examples, out, slow))
+    _wait_for_running_runs(out, 1)
+    killed.kill()
+    killed.wait(timeout=60)
+    assert [status for status, _ in job_runs(out)] == ["KILLED", "RUNNING"]  # SIGKILL cannot end its own run
+
+    rerun = start_edgeopt(*optimize_args(tiny_model, digits_examples, out, PTQ_DYNAMIC))
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()[-3000:]
+    (_, first), (orphan_status, orphan_tags), (last_status, _) = job_runs(out)
+    assert orphan_status == "KILLED" and orphan_tags["edgeopt.failure_reason"].startswith("orphaned:")
+    assert last_status == "FINISHED"
+    assert model_digest(tiny_model) == digest
+
+
+def test_a_retry_with_the_same_orchestrator_run_id_closes_the_earlier_attempt(tmp_path):
+    from edgeopt.components.tracking.config import TrackingConfig
+    from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="retries")
+    crashed = tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt1", orchestrator_run_id="run-7")
+    crashed.__enter__()  # the pod died here: its parent run was created and never ended
+    with tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt2", orchestrator_run_id="run-7") as job:
+        assert job.closed_orphans == [crashed.parent_run_id]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    orphan = client.get_run(crashed.parent_run_id)
+    assert orphan.info.status == "KILLED" and orphan.data.tags["edgeopt.failure_reason"].startswith("orphaned:")
+    assert client.get_run(job.parent_run_id).info.status == "FINISHED"
