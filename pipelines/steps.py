@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.data import is_module_name
 from edgeopt.components._shared.errors import DataError
+from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
 
 TFRECORD_NAME = "data_tfrecord-00000-of-00001.gz"
 
@@ -101,18 +102,17 @@ def train_with_module(module_file: str, examples_dir: str, output_dir: str | os.
     return Path(output_dir)
 
 
-def pick_winner(records: list[dict]) -> int | None:
-    """Index of the best candidate that passed its gate: highest accuracy, then smallest gzip size."""
-    passed = [(index, record) for index, record in enumerate(records) if record["gate"]["passed"]]
-    if not passed:
-        return None
-    return min(passed, key=lambda item: (-item[1]["accuracy"], item[1]["gzip_bytes"], item[1]["recipe"]))[0]
+def pick_winner(records: list[dict], rule: SelectionConfig | dict | None = None) -> int | None:
+    """Index of the winning candidate under `rule` (components/evaluation/selection.py), None if none may win."""
+    return select_winner(records, rule)
 
 
-def bundle_candidates(evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir) -> tuple:
+def bundle_candidates(
+    evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir, rule=None
+) -> tuple:
     """Gathers a fan-out's evaluations into one folder: report.json (report.json's shape, so the MLflow adapter logs
-    a pipeline run exactly as a CLI job) and candidates/RECIPE/model.tflite. Returns (winner recipe or None, a
-    Markdown summary)."""
+    a pipeline run exactly as a CLI job, `selection` included) and candidates/RECIPE/model.tflite. Returns (winner
+    recipe under `rule` or None, a Markdown summary)."""
     import json
 
     from edgeopt.components.recipes.core import report_from_evaluations
@@ -128,9 +128,9 @@ def bundle_candidates(evaluation_files: list[str], candidate_dirs: dict[str, str
             shutil.copy2(os.path.join(source, "model.tflite"), target)
             candidate["tflite_path"] = str(target)
     candidates = report["candidates"]
+    report["selection"] = selection_record(candidates, rule)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    index = pick_winner(candidates)
-    winner = candidates[index]["recipe"] if index is not None else None
+    winner = report["selection"]["winner"]
     rows = "\n".join(
         f"| {c['recipe']} | {c['accuracy']:.4f} | {c['gzip_ratio']:.2f} | {'pass' if c['gate']['passed'] else 'FAIL'} |"
         for c in candidates
