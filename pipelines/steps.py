@@ -119,6 +119,7 @@ def bundle_candidates(
 
     report = report_from_evaluations([json.loads(Path(path).read_text()) for path in evaluation_files], model_dir)
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     for candidate in report["candidates"]:
         source = candidate_dirs.get(candidate["recipe"])
         candidate["tflite_path"] = None
