@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from edgeopt.components import __version__
 from edgeopt.components._shared.atomic import atomic_output_dir, atomic_output_file
 from edgeopt.components._shared.errors import TrackingError
-from edgeopt.components.tracking import records
+from edgeopt.components.tracking import records, tflite_flavor
 from edgeopt.components.tracking.config import (
     TRACKING_URI_ENV,
     Orchestrator,
@@ -282,7 +282,9 @@ def _apply_registration(client: MlflowClient, state: dict, call: _Caller):
                 raise
             with contextlib.suppress(MlflowException):  # RESOURCE_ALREADY_EXISTS when another job raced us
                 call("create registered model", client.create_registered_model, name)
-        version = call(
+        # A byte-identical .tflite is already a version: it gets the alias, no new version.
+        version = tflite_flavor.identical_version(client, name, register["tags"].get(tflite_flavor.TAG_TFLITE_SHA256))
+        version = version or call(
             "create model version",
             client.create_model_version,
             name,
@@ -418,9 +420,14 @@ class TrackedJob:
             "tracking_uri": self.tracking_uri,
             "experiment_name": config.experiment_name,
             "artifact_location": config.artifact_location or default_artifact_location(self.tracking_uri),
-            "runs": [_new_run(PARENT_KEY, f"{orchestrator.value}-{self.job_id[:8]}", _now_ms(), start_tags)],
+            "runs": [_new_run(PARENT_KEY, self._parent_run_name(orchestrator), _now_ms(), start_tags)],
             "register": None,
         }
+
+    def _parent_run_name(self, orchestrator: Orchestrator) -> str:
+        """The model (registry name, else experiment) and the UTC date: `edgeopt-digits-2026-12-01-0530-kfp-1a2b`."""
+        model = self.config.registered_model_name or self.config.experiment_name
+        return f"{model}-{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{orchestrator.value}-{self.job_id[:4]}"
 
     @property
     def parent_run_id(self) -> str | None:
@@ -574,7 +581,9 @@ class TrackedJob:
             recipe_json.write_text(json.dumps(candidate.get("config"), indent=2, sort_keys=True))
             _add_artifact(run, recipe_json)
             if candidate.get("tflite_path") and Path(candidate["tflite_path"]).is_file():
-                _add_artifact(run, candidate["tflite_path"], MODEL_ARTIFACT_PATH)
+                staging = self._staging / "models" / candidate["recipe"]  # an MLflow model (tflite_flavor.py)
+                for path, folder in tflite_flavor.model_artifact_files(candidate["tflite_path"], staging, "model"):
+                    _add_artifact(run, path, folder)
             run.update(status="FAILED" if candidate.get("error") else "FINISHED", end_time=now)
             self.state["runs"].append(run)
 
@@ -588,14 +597,8 @@ class TrackedJob:
                 "run_key": f"candidate:{best['recipe']}",
                 "version": None,
                 "alias_done": False,
-                "tags": {
-                    records.TAG_RECIPE: best["recipe"],
-                    records.TAG_JOB_ID: self.job_id,
-                    records.TAG_GATE: records.GATE_PASSED,
-                    "accuracy": str(best["accuracy"]),
-                    "gzip_bytes": str(best["gzip_bytes"]),
-                },
-                "description": f"edgeopt recipe {best['recipe']} ({'+'.join(best['steps'])})",
+                "tags": tflite_flavor.version_tags(best, self.job_id),
+                "description": tflite_flavor.version_description(best),
             }
         self._flush()
         if self.challenger_version:
