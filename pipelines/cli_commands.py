@@ -57,6 +57,8 @@ def _with_overrides(config, args):
     overrides = {field: getattr(args, flag) for flag, field in COMPILE_OVERRIDES.items() if getattr(args, flag, None)}
     if getattr(args, "no_cache", False):
         overrides["enable_cache"] = False
+    if getattr(args, "verbose_logs", False):
+        overrides["verbose_logs"] = True
     return PipelineConfig(**{**config.model_dump(mode="json"), **overrides}) if overrides else config
 
 
@@ -138,6 +140,9 @@ def add_commands(commands):
     compile_.add_argument("--tracking-uri", help="MLflow tracking URI the pods log to, e.g. http://mlflow:5000")
     compile_.add_argument("--register-model", help="registry model that receives the challenger")
     compile_.add_argument("--no-cache", action="store_true", help="turn off step caching")
+    compile_.add_argument(
+        "--verbose-logs", action="store_true", help="kfp: each step logs its full executor input (default: one line)"
+    )
     compile_.set_defaults(handler=compile_pipeline)
 
     schedule = commands.add_parser("schedule", help="create a Kubeflow recurring run of the compiled KFP pipeline")

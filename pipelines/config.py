@@ -73,6 +73,9 @@ class PipelineConfig(StrictConfig):
         ),
     )
     enable_cache: bool = pydantic.Field(True, description="Reuse results of steps whose inputs did not change.")
+    verbose_logs: bool = pydantic.Field(
+        False, description="KFP: log each step's full executor input (~140 lines of JSON) instead of one line."
+    )
     selection: SelectionConfig = pydantic.Field(
         default_factory=SelectionConfig, description="Which passing candidate becomes the challenger."
     )

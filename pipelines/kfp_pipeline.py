@@ -13,6 +13,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from edgeopt.components._shared.kfp_component import IMAGE
+from edgeopt.components._shared.kfp_logging import VERBOSE_ENV
 from edgeopt.components.calibration.kfp_component import sample_calibration_data
 from edgeopt.components.evaluation.kfp_component import evaluate_and_gate
 from edgeopt.components.export.kfp_component import export_tflite
@@ -23,7 +24,7 @@ from edgeopt.pipelines.deployment import step_kind
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def read_examples(source: str, examples: Output[Dataset], eval_fraction: float = 0.2):
     """Reads CSV files (a path or glob, so each scheduled run sees the data there now) or an Examples folder."""
     from edgeopt.pipelines.steps import read_examples as run_read
@@ -31,7 +32,7 @@ def read_examples(source: str, examples: Output[Dataset], eval_fraction: float =
     examples.metadata.update(run_read(source, examples.path, eval_fraction=eval_fraction))
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_model(examples: Input[Dataset], model: Output[Model], module_file: str, epochs: int = 8):
     """Trains with a TFX-style Trainer module's run_fn (the same module the TFX pipeline uses)."""
     from edgeopt.pipelines.steps import train_with_module
@@ -39,7 +40,7 @@ def train_model(examples: Input[Dataset], model: Output[Model], module_file: str
     train_with_module(module_file, examples.path, model.path, {"epochs": epochs})
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_champion(champion: Output[Model], tracking_uri: str = "", registered_model: str = ""):
     """Downloads the registry's `champion` .tflite into champion/model.tflite; leaves the folder empty if none."""
     import os
@@ -52,7 +53,7 @@ def fetch_champion(champion: Output[Model], tracking_uri: str = "", registered_m
         champion.metadata["version"] = found.version if found else ""
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def select_winner(
     evaluations: Input[List[Artifact]],
     candidates: Input[List[Model]],
@@ -75,7 +76,7 @@ def select_winner(
     return namedtuple("Winner", ["found", "recipe"])(bool(winner), winner or "")
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def log_to_mlflow(
     bundle: Input[Artifact],
     examples: Input[Dataset],
@@ -135,6 +136,8 @@ def _apply_deployment(task, config: PipelineConfig, image: str):
             backoff_max_duration=f"{retry.backoff_max_seconds}s",
         )
     task.set_caching_options(config.enable_cache)
+    if config.verbose_logs:
+        task.set_env_variable(VERBOSE_ENV, "1")
     return task
 
 
