@@ -118,3 +118,38 @@ def test_challenger_loads_from_the_registry_and_identical_files_add_no_version(t
     log(report_with(tflites[0]), uri, tmp_path / "job4")
     assert str(client.get_model_version_by_alias("digits", tracking.CHALLENGER_ALIAS).version) == "1"
     assert sorted(str(v.version) for v in client.search_model_versions("name = 'digits'")) == ["1", "2"]
+
+
+def test_a_copied_output_folder_keeps_working_after_the_original_is_gone(tflites, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    config = TrackingConfig(registered_model_name="digits")  # default store: OUT/mlflow.db + OUT/mlartifacts
+    with tracking.tracked_job(config, orchestrator="cli", output_dir=first, verbose=0) as job:
+        job.log_report(report_with(tflites[0]))
+    shutil.copytree(first, copy)
+    shutil.rmtree(first)
+    with tracking.tracked_job(config, orchestrator="cli", output_dir=copy, verbose=0) as job:
+        job.log_report(report_with(tflites[1]))
+    assert not first.exists(), "the copy wrote into the original folder"
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("edgeopt")
+    assert experiment.artifact_location == (copy / "mlartifacts").resolve().as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_registry_uri(uri)
+    for version, tflite in (("1", tflites[0]), ("2", tflites[1])):
+        loaded = mlflow.pyfunc.load_model(f"models:/digits/{version}")
+        np.testing.assert_allclose(loaded.predict(batch()), TfliteRunner(tflite).predict(batch()), rtol=0, atol=0)
+
+
+def test_artifact_location_is_configurable(tflites, tmp_path):
+    elsewhere = (tmp_path / "artifact-store").resolve().as_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrackingConfig(tracking_uri=uri, experiment_name="moved", artifact_location=elsewhere)
+    with tracking.tracked_job(config, orchestrator="cli", output_dir=tmp_path / "out", verbose=0) as job:
+        job.log_report(report_with(tflites[0]))
+    run = MlflowClient(tracking_uri=uri).get_run(job.parent_run_id)
+    assert run.info.artifact_uri.startswith(elsewhere + "/")
+    assert list((tmp_path / "artifact-store").rglob("MLmodel"))

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from edgeopt.components import __version__
 from edgeopt.components._shared.atomic import atomic_output_dir, atomic_output_file
 from edgeopt.components._shared.errors import TrackingError
-from edgeopt.components.tracking import records, tflite_flavor
+from edgeopt.components.tracking import local_store, records, tflite_flavor
 from edgeopt.components.tracking.config import (
     TRACKING_URI_ENV,
     Orchestrator,
@@ -448,6 +448,7 @@ class TrackedJob:
     def __enter__(self) -> "TrackedJob":
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
+        local_store.relocate_copied_store(self.tracking_uri)  # a copied OUT/ keeps its own mlartifacts/
         self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
         self._flush()
         return self
