@@ -5,16 +5,15 @@ import contextlib
 import posixpath
 
 from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.remote_files import copy_tree, is_remote
+
+__all__ = ["basename", "copy_tree", "gfile", "is_remote", "join", "output_dir"]
 
 
 def gfile():
     from edgeopt.components._shared.keras_bootstrap import tf
 
     return tf.io.gfile
-
-
-def is_remote(path: str) -> bool:
-    return "://" in str(path)
 
 
 def join(base: str, *parts: str) -> str:
@@ -43,13 +42,3 @@ def output_dir(final_dir):
     except BaseException:
         files.rmtree(final_dir)
         raise
-
-
-def copy_tree(source: str, target: str):
-    """Copies a folder file by file through tf.io.gfile (works across filesystems)."""
-    files = gfile()
-    for folder, _, names in files.walk(source):
-        relative = posixpath.relpath(folder, source) if folder != source else ""
-        files.makedirs(join(target, relative) if relative else target)
-        for name in names:
-            files.copy(join(folder, name), join(target, relative, name) if relative else join(target, name), True)

@@ -11,6 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from edgeopt.components import __version__
 from edgeopt.components._shared import tfx_component as face
+from edgeopt.components._shared.remote_files import copy_tree, is_remote, local_artifacts
 from edgeopt.components.evaluation.selection import SelectionConfig, selection_record
 from edgeopt.components.evaluation.tfx_component import METRICS_FILE
 from edgeopt.components.recipes.core import report_from_evaluations
@@ -37,6 +38,10 @@ class MlflowReporterSpec(ComponentSpec):
 
 class MlflowReporterExecutor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        with local_artifacts(input_dict, output_dict):  # gs:// URIs on Vertex AI / Kubeflow
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties):
         from edgeopt.components.tracking.mlflow_tracking import tracked_job
 
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -53,6 +58,11 @@ class MlflowReporterExecutor(base_executor.BaseExecutor):
         config = TrackingConfig.from_json(exec_properties[face.TRACKING_KEY])
         run_id = self._context.pipeline_run_id if self._context else None
         with tempfile.TemporaryDirectory() as work:
+            for index, candidate in enumerate(report["candidates"]):
+                if candidate.get("tflite_path") and is_remote(candidate["tflite_path"]):  # the evaluator's record
+                    local = os.path.join(work, "candidates", str(index), "model.tflite")
+                    copy_tree(candidate["tflite_path"], local)
+                    candidate["tflite_path"] = local
             with tracked_job(config, orchestrator="tfx", output_dir=work, orchestrator_run_id=run_id) as job:
                 job.log_report(
                     report, examples=face.single_uri(input_dict, face.EXAMPLES_KEY), calibration_manifest=manifest
