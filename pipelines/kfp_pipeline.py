@@ -4,6 +4,9 @@ read data (path or glob) -> train (the Trainer module's run_fn) -> sample calibr
 baseline -> dsl.ParallelFor over recipes: optimize -> evaluate and gate (against the float baseline and the MLflow
 champion) -> select the winner -> dsl.If a candidate passed: log to MLflow and register it as `challenger`;
 dsl.Else: log to MLflow only.
+
+`build_pipeline(config)` applies a PipelineConfig's deployment settings (image, pipeline root, resources per step
+kind, retries, timeout, caching) and makes its data source, tracking URI and settings the parameters' defaults.
 """
 
 from pathlib import Path

@@ -25,6 +25,8 @@ from edgeopt.pipelines.deployment import step_kind
 # A module name, not a file path: it resolves wherever edgeopt is installed, the Kubeflow image included.
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 TRAIN_STEPS = 45  # one epoch of the digits train split at batch 32; the module's run_fn sets its own epochs
+# Beam's in-process runner: the default DirectRunner first tries Prism, which downloads a binary at run time.
+BEAM_PIPELINE_ARGS = ["--runner=FnApiRunner"]
 
 
 def create_pipeline(
@@ -49,6 +51,7 @@ def create_pipeline(
       metadata_path: SQLite MLMD file (LocalDagRunner); None when compiling for Kubeflow.
       config_dir: folder relative recipe paths in the config are resolved against.
       module_file: the Trainer module's import name; its run_fn trains, its input_fn feeds the fine-tuning steps.
+      beam_pipeline_args: for the Beam-based steps (default BEAM_PIPELINE_ARGS, Beam's in-process FnApiRunner).
       tracking: where MlflowReporter logs the run and registers the challenger (None: no MLflow step).
     """
     recipes = config.load_recipes(config_dir)
@@ -116,7 +119,7 @@ def create_pipeline(
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path) if metadata_path else None
         ),
-        beam_pipeline_args=beam_pipeline_args or [],
+        beam_pipeline_args=BEAM_PIPELINE_ARGS if beam_pipeline_args is None else beam_pipeline_args,
     )
 
 

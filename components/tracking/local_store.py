@@ -7,6 +7,7 @@ beside the database. Other artifact locations (`--artifact-location` to a server
 name) are never rewritten.
 """
 
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -39,27 +40,11 @@ def relocate_copied_store(tracking_uri: str) -> dict[str, str]:
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
     if not database.is_file():
         return {}
-    here = _default_root(database.parent)
-    moved = {}
-    with sqlite3.connect(database) as connection:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "experiments" not in tables:
-            return {}
-        for (location,) in connection.execute("SELECT artifact_location FROM experiments").fetchall():
-            root = location.rstrip("/")
-            if root.startswith("file://") and root.endswith(f"/{DEFAULT_ARTIFACT_FOLDER}") and root != here:
-                moved[root] = here
-        for old, new in moved.items():
-            for table, column in _URI_COLUMNS:
-                columns = (
-                    {row[1] for row in connection.execute(f"PRAGMA table_info({table})")} if table in tables else ()
-                )
-                if column in columns:
-                    connection.execute(
-                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608 (fixed names)
-                        f"WHERE {column} = ? OR {column} LIKE ? ESCAPE '\\'",
-                        (new, len(old) + 1, old, _like_prefix(old + "/")),
-                    )
+    try:
+        moved = _rewrite(database, _default_root(database.parent))
+    except sqlite3.Error as err:  # a locked or foreign database: the job still runs, with MLflow's own URIs
+        logger.warning("could not check %s for a copied artifact location: %s", database, err)
+        return {}
     for old, new in moved.items():
         logger.info("MLflow store %s was copied: artifact URIs %s now point to %s", database, old, new)
     return moved
@@ -67,3 +52,29 @@ def relocate_copied_store(tracking_uri: str) -> dict[str, str]:
 
 def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _rewrite(database: Path, here: str) -> dict[str, str]:
+    """Rewrites, in one transaction, every URI under another folder's default artifact root to `here`."""
+    moved = {}
+    # closing() closes the file; the inner `with connection` commits the transaction (or rolls it back).
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return {}
+        for (location,) in connection.execute("SELECT artifact_location FROM experiments").fetchall():
+            root = (location or "").rstrip("/")
+            if root.startswith("file://") and root.endswith(f"/{DEFAULT_ARTIFACT_FOLDER}") and root != here:
+                moved[root] = here
+        for old, new in moved.items():
+            for table, column in _URI_COLUMNS:
+                if table not in tables:
+                    continue
+                if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                    continue
+                connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608 (fixed names)
+                    f"WHERE {column} = ? OR {column} LIKE ? ESCAPE '\\'",
+                    (new, len(old) + 1, old, _like_prefix(old + "/")),
+                )
+    return moved

@@ -283,8 +283,8 @@ def _apply_registration(client: MlflowClient, state: dict, call: _Caller):
             with contextlib.suppress(MlflowException):  # RESOURCE_ALREADY_EXISTS when another job raced us
                 call("create registered model", client.create_registered_model, name)
         # A byte-identical .tflite is already a version: it gets the alias, no new version.
-        version = tflite_flavor.identical_version(client, name, register["tags"].get(tflite_flavor.TAG_TFLITE_SHA256))
-        version = version or call(
+        sha256 = register["tags"].get(tflite_flavor.TAG_TFLITE_SHA256)
+        version = call("find identical version", tflite_flavor.identical_version, client, name, sha256) or call(
             "create model version",
             client.create_model_version,
             name,
@@ -583,7 +583,9 @@ class TrackedJob:
             _add_artifact(run, recipe_json)
             if candidate.get("tflite_path") and Path(candidate["tflite_path"]).is_file():
                 staging = self._staging / "models" / candidate["recipe"]  # an MLflow model (tflite_flavor.py)
-                for path, folder in tflite_flavor.model_artifact_files(candidate["tflite_path"], staging, "model"):
+                for path, folder in tflite_flavor.model_artifact_files(
+                    candidate["tflite_path"], staging, MODEL_ARTIFACT_PATH
+                ):
                     _add_artifact(run, path, folder)
             run.update(status="FAILED" if candidate.get("error") else "FINISHED", end_time=now)
             self.state["runs"].append(run)
