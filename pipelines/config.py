@@ -1,5 +1,6 @@
 """PipelineConfig: what the ready-made pipelines run, one YAML (configs/pipelines/*.yaml) for TFX and Kubeflow."""
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.selection import SelectionConfig
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.pipelines.deployment import RetryPolicy, StepResourcesByKind
+
+# NAME[:TAG][@sha256:DIGEST], NAME being lowercase path components with an optional registry host[:port].
+_IMAGE_REFERENCE = re.compile(
+    r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
 
 
 class PipelineConfig(StrictConfig):
@@ -84,6 +91,15 @@ class PipelineConfig(StrictConfig):
         description="MLflow registry model that receives the best passing candidate as `challenger` (null: none).",
     )
     experiment_name: str = pydantic.Field("edgeopt", description="MLflow experiment of the pipeline's runs.")
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _image_reference(cls, image):
+        if image is not None and not _IMAGE_REFERENCE.fullmatch(image):
+            raise ValueError(
+                f"'{image}' is not an image reference; use REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>"
+            )
+        return image
 
     def resolved_image(self) -> str:
         """The config's image, else EDGEOPT_KFP_IMAGE, else edgeopt:VERSION (the same default the components name)."""

@@ -185,3 +185,16 @@ def test_specs_pass_vertex_ai_and_kfp_validation(compiled):
     spec = json.loads(compiled["tfx"].read_text())["pipelineSpec"]
     parsed = json_format.Parse(json.dumps(spec), pipeline_spec_pb2.PipelineSpec())
     assert "MlflowReporter" in parsed.root.dag.tasks
+
+
+@pytest.mark.parametrize(
+    "image", ["example.org/team/edgeopt:1.0", "edgeopt:0.1.0", "localhost:5000/ml/edgeopt@sha256:" + "a" * 64]
+)
+def test_image_references_are_accepted(image):
+    assert PipelineConfig(image=image).resolved_image() == image
+
+
+@pytest.mark.parametrize("image", ["edge opt:1", "Example.org/Team/EdgeOpt", "edgeopt@sha256:abc"])
+def test_bad_image_references_are_rejected_naming_the_form(image):
+    with pytest.raises(ConfigError, match=r"PipelineConfig.image: .*REGISTRY/NAME\[:TAG\] or REGISTRY/NAME@sha256"):
+        PipelineConfig(image=image)
