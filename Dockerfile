@@ -2,7 +2,7 @@
 # Build and push (see README, "Kubeflow Pipelines"):
 #   docker build -t REGISTRY/edgeopt:$(python3 setup.py --version) .
 #   docker push REGISTRY/edgeopt:VERSION
-# then compile with EDGEOPT_KFP_IMAGE=REGISTRY/edgeopt:VERSION (pipeline YAML: `image:` for the TFX compile).
+# then `edgeopt pipeline compile --engine kfp|tfx --image REGISTRY/edgeopt:VERSION ...` (or the config's `image:`).
 # Python 3.13 on Debian 13 (glibc 2.41): the interpreter and glibc that requirements.lock was resolved for.
 FROM python:3.13-slim-trixie
 
@@ -15,7 +15,10 @@ COPY requirements.lock /app/requirements.lock
 RUN pip install --no-cache-dir -r /app/requirements.lock
 
 COPY . /app
-RUN pip install --no-cache-dir --no-deps /app
+RUN pip install --no-cache-dir --no-deps /app \
+    && echo "import edgeopt.components._shared.kfp_logging" \
+       > "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/edgeopt_kfp_logging.pth"
+# The .pth line shortens KFP's executor-input dump to one line per step (EDGEOPT_KFP_VERBOSE=1 restores it).
 
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2

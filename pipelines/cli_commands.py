@@ -1,6 +1,7 @@
 """`edgeopt pipeline run|compile --engine tfx|kfp` and `edgeopt schedule`: the ready-made pipelines."""
 
 import json
+import sys
 from pathlib import Path
 
 ENGINES = ("tfx", "kfp")
@@ -39,20 +40,49 @@ def run_pipeline(args) -> int:
     return 0
 
 
+# `pipeline compile` flags that override PipelineConfig fields.
+COMPILE_OVERRIDES = {
+    "image": "image",
+    "pipeline_root": "pipeline_root",
+    "source": "data_source",
+    "serving_destination": "serving_destination",
+    "tracking_uri": "tracking_uri",
+    "register_model": "registered_model",
+}
+
+
+def _with_overrides(config, args):
+    from edgeopt.pipelines.config import PipelineConfig
+
+    overrides = {field: getattr(args, flag) for flag, field in COMPILE_OVERRIDES.items() if getattr(args, flag, None)}
+    if getattr(args, "no_cache", False):
+        overrides["enable_cache"] = False
+    if getattr(args, "verbose_logs", False):
+        overrides["verbose_logs"] = True
+    return PipelineConfig(**{**config.model_dump(mode="json"), **overrides}) if overrides else config
+
+
+def _warn_without_tracking(tracking_uri):
+    if not tracking_uri:
+        print(
+            "warning: no MLflow tracking URI (--tracking-uri or the config's tracking_uri): each pod would log to "
+            "its own ./mlruns and lose it when it ends",
+            file=sys.stderr,
+        )
+
+
 def compile_pipeline(args) -> int:
     config, config_dir = _load_config(args.config)
+    config = _with_overrides(config, args)
+    _warn_without_tracking(config.tracking_uri)
     if args.engine == "tfx":
         from edgeopt.pipelines.tfx_pipeline import compile_for_kubeflow
 
         print(f"wrote {compile_for_kubeflow(config, args.out, config_dir=config_dir)}")
         return 0
-    from kfp import compiler
+    from edgeopt.pipelines.kfp_pipeline import compile_pipeline as compile_kfp
 
-    from edgeopt.pipelines.kfp_pipeline import retrain_and_compress
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(retrain_and_compress, args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {compile_kfp(config, args.out, config_dir=config_dir)}")
     return 0
 
 
@@ -61,6 +91,7 @@ def schedule_pipeline(args) -> int:
     from edgeopt.pipelines.schedule import recurring_run_request, submit
 
     config, config_dir = _load_config(args.config)
+    _warn_without_tracking(args.tracking_uri)
     params = pipeline_arguments(
         config, args.source, config_dir=config_dir, tracking_uri=args.tracking_uri, registered_model=args.register_model
     )
@@ -89,10 +120,29 @@ def add_commands(commands):
     run.add_argument("--register-model", help="kfp: registry model for the challenger (default: the config's)")
     run.set_defaults(handler=run_pipeline)
 
-    compile_ = actions.add_parser("compile", help="compile it for Kubeflow (tfx: KubeflowV2DagRunner JSON; kfp: YAML)")
+    compile_ = actions.add_parser(
+        "compile",
+        help="compile it for Kubeflow or Vertex AI (tfx: KubeflowV2DagRunner JSON; kfp: YAML); flags override config",
+    )
     compile_.add_argument("--engine", choices=ENGINES, required=True)
     compile_.add_argument("--out", required=True, help="output file (.json for tfx, .yaml for kfp)")
-    compile_.add_argument("--config", help="pipeline YAML")
+    compile_.add_argument("--config", help="pipeline YAML (PipelineConfig: image, resources, retry, selection, ...)")
+    compile_.add_argument(
+        "--image",
+        help="image every step runs in, IMAGE[:TAG] or IMAGE@sha256:DIGEST (default: the config's image, else "
+        "$EDGEOPT_KFP_IMAGE, else edgeopt:VERSION, which no registry serves)",
+    )
+    compile_.add_argument("--pipeline-root", help="artifact root, e.g. gs://bucket/edgeopt (default: the config's)")
+    compile_.add_argument(
+        "--source", help="default data: kfp a CSV path or glob (gs://bucket/digits/*.csv); tfx the CSV folder"
+    )
+    compile_.add_argument("--serving-destination", help="tfx: folder blessed models are pushed under (gs://...)")
+    compile_.add_argument("--tracking-uri", help="MLflow tracking URI the pods log to, e.g. http://mlflow:5000")
+    compile_.add_argument("--register-model", help="registry model that receives the challenger")
+    compile_.add_argument("--no-cache", action="store_true", help="turn off step caching")
+    compile_.add_argument(
+        "--verbose-logs", action="store_true", help="kfp: each step logs its full executor input (default: one line)"
+    )
     compile_.set_defaults(handler=compile_pipeline)
 
     schedule = commands.add_parser("schedule", help="create a Kubeflow recurring run of the compiled KFP pipeline")

@@ -4,6 +4,9 @@ read data (path or glob) -> train (the Trainer module's run_fn) -> sample calibr
 baseline -> dsl.ParallelFor over recipes: optimize -> evaluate and gate (against the float baseline and the MLflow
 champion) -> select the winner -> dsl.If a candidate passed: log to MLflow and register it as `challenger`;
 dsl.Else: log to MLflow only.
+
+`build_pipeline(config)` applies a PipelineConfig's deployment settings (image, pipeline root, resources per step
+kind, retries, timeout, caching) and makes its data source, tracking URI and settings the parameters' defaults.
 """
 
 from pathlib import Path
@@ -13,16 +16,18 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from edgeopt.components._shared.kfp_component import IMAGE
+from edgeopt.components._shared.kfp_logging import VERBOSE_ENV
 from edgeopt.components.calibration.kfp_component import sample_calibration_data
 from edgeopt.components.evaluation.kfp_component import evaluate_and_gate
 from edgeopt.components.export.kfp_component import export_tflite
 from edgeopt.components.recipes.kfp_component import optimize_recipe
 from edgeopt.pipelines.config import PipelineConfig
+from edgeopt.pipelines.deployment import step_kind
 
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def read_examples(source: str, examples: Output[Dataset], eval_fraction: float = 0.2):
     """Reads CSV files (a path or glob, so each scheduled run sees the data there now) or an Examples folder."""
     from edgeopt.pipelines.steps import read_examples as run_read
@@ -30,7 +35,7 @@ def read_examples(source: str, examples: Output[Dataset], eval_fraction: float =
     examples.metadata.update(run_read(source, examples.path, eval_fraction=eval_fraction))
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_model(examples: Input[Dataset], model: Output[Model], module_file: str, epochs: int = 8):
     """Trains with a TFX-style Trainer module's run_fn (the same module the TFX pipeline uses)."""
     from edgeopt.pipelines.steps import train_with_module
@@ -38,7 +43,7 @@ def train_model(examples: Input[Dataset], model: Output[Model], module_file: str
     train_with_module(module_file, examples.path, model.path, {"epochs": epochs})
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_champion(champion: Output[Model], tracking_uri: str = "", registered_model: str = ""):
     """Downloads the registry's `champion` .tflite into champion/model.tflite; leaves the folder empty if none."""
     import os
@@ -51,28 +56,30 @@ def fetch_champion(champion: Output[Model], tracking_uri: str = "", registered_m
         champion.metadata["version"] = found.version if found else ""
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def select_winner(
     evaluations: Input[List[Artifact]],
     candidates: Input[List[Model]],
     model: Input[Model],
     bundle: Output[Artifact],
     summary: Output[Markdown],
+    selection: Optional[dict] = None,
 ) -> NamedTuple("Winner", found=bool, recipe=str):
-    """Gathers the fan-out into one folder (report.json + each candidate's model.tflite) and picks the best
-    candidate that passed its gate (highest accuracy, then smallest gzip size)."""
+    """Gathers the fan-out into one folder (report.json + each candidate's model.tflite) and picks the winner under
+    `selection` (a SelectionConfig as a dict; default: smallest gzip size among candidates that passed)."""
     from collections import namedtuple
 
     from edgeopt.pipelines.steps import bundle_candidates
 
     candidate_dirs = {model.metadata.get("recipe"): model.path for model in candidates}
-    winner, markdown = bundle_candidates([e.path for e in evaluations], candidate_dirs, bundle.path, model.path)
+    paths = [e.path for e in evaluations]
+    winner, markdown = bundle_candidates(paths, candidate_dirs, bundle.path, model.path, rule=selection)
     with open(summary.path, "w") as handle:
         handle.write(markdown)
     return namedtuple("Winner", ["found", "recipe"])(bool(winner), winner or "")
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def log_to_mlflow(
     bundle: Input[Artifact],
     examples: Input[Dataset],
@@ -106,50 +113,122 @@ def log_to_mlflow(
     return job.parent_run_id or ""
 
 
-@dsl.pipeline(name="edgeopt-retrain-and-compress", description="Train, compress with each recipe, gate, register.")
-def retrain_and_compress(
-    source: str,
-    recipes: list,
-    tracking_uri: str = "",
-    experiment: str = "edgeopt",
-    registered_model: str = "",
-    calibration_config: dict = {"size": 300, "label_key": "label"},  # noqa: B006 (KFP needs a literal default)
-    evaluation_config: dict = {"timed_runs": 50, "warmup_runs": 5},  # noqa: B006
-    trainer_epochs: int = 8,
-    module_file: str = TRAINER_MODULE,
-):
-    examples = read_examples(source=source).outputs["examples"]
-    model = train_model(examples=examples, module_file=module_file, epochs=trainer_epochs).outputs["model"]
-    calibration = sample_calibration_data(examples=examples, config=calibration_config).outputs["calibration"]
-    baseline = export_tflite(model=model, examples=examples, module_file=module_file).outputs["tflite_model"]
-    champion = fetch_champion(tracking_uri=tracking_uri, registered_model=registered_model).outputs["champion"]
-    with dsl.ParallelFor(recipes) as recipe:
-        optimized = optimize_recipe(
-            model=model, examples=examples, calibration=calibration, recipe=recipe, module_file=module_file
-        ).outputs["optimized_model"]
-        evaluation = evaluate_and_gate(
-            candidate=optimized,
-            baseline=baseline,
-            examples=examples,
-            champion=champion,
-            evaluation_config=evaluation_config,
-            module_file=module_file,
-        ).outputs["evaluation"]
-    # KFP 2.17 cannot pass dsl.Collected into a dsl.If branch, so select_winner gathers the fan-out into one bundle.
-    winner = select_winner(evaluations=dsl.Collected(evaluation), candidates=dsl.Collected(optimized), model=model)
-    logging = {
-        "bundle": winner.outputs["bundle"],
-        "examples": examples,
-        "calibration": calibration,
-        "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        "tracking_uri": tracking_uri,
-        "experiment": experiment,
-        "registered_model": registered_model,
-    }
-    with dsl.If(winner.outputs["found"] == True):  # noqa: E712 (a KFP condition, not a Python comparison)
-        log_to_mlflow(register=True, **logging).set_display_name("register-challenger")
-    with dsl.Else():
-        log_to_mlflow(register=False, **logging).set_display_name("log-without-registering")
+PIPELINE_NAME = "edgeopt-retrain-and-compress"
+
+
+def _apply_deployment(task, config: PipelineConfig, image: str):
+    """Image, resources of the step's kind, retries and caching on one task (pipelines/deployment.py)."""
+    resources = config.resources.for_kind(step_kind(task.component_spec.name))
+    task.set_container_image(image)
+    if resources.cpu_request:
+        task.set_cpu_request(f"{resources.cpu_request:g}")
+    if resources.cpu_limit:
+        task.set_cpu_limit(f"{resources.cpu_limit:g}")
+    if resources.memory_request_gb:
+        task.set_memory_request(f"{resources.memory_request_gb:g}G")
+    if resources.memory_limit_gb:
+        task.set_memory_limit(f"{resources.memory_limit_gb:g}G")
+    if resources.accelerator_count:
+        task.set_accelerator_type(resources.accelerator_type).set_accelerator_limit(resources.accelerator_count)
+    retry = config.retry
+    if retry.num_retries:
+        task.set_retry(
+            retry.num_retries,
+            backoff_duration=f"{retry.backoff_seconds}s",
+            backoff_factor=retry.backoff_factor,
+            backoff_max_duration=f"{retry.backoff_max_seconds}s",
+        )
+    task.set_caching_options(config.enable_cache)
+    if config.verbose_logs:
+        task.set_env_variable(VERBOSE_ENV, "1")
+    return task
+
+
+def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
+    """The KFP pipeline with the config's deployment settings: image, pipeline root, resources per step kind,
+    retries, timeout, caching; its data source, tracking URI, registry model, recipes and settings become the
+    defaults of pipeline parameters a run may override."""
+    config = config or PipelineConfig()
+    image = config.resolved_image()
+    recipes_default = [recipe.model_dump_json() for recipe in config.load_recipes(config_dir)]
+    deadline = dsl.PipelineConfig(active_deadline_seconds=config.timeout_seconds) if config.timeout_seconds else None
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train, compress with each recipe, gate, register.",
+        pipeline_root=config.pipeline_root,
+        pipeline_config=deadline,
+    )
+    def retrain_and_compress(
+        source: str = config.data_source or "",
+        recipes: list = recipes_default,
+        tracking_uri: str = config.tracking_uri or "",
+        experiment: str = config.experiment_name,
+        registered_model: str = config.registered_model or "",
+        calibration_config: dict = config.calibration.model_dump(mode="json", exclude_none=True),
+        evaluation_config: dict = config.evaluation.model_dump(mode="json", exclude_none=True),
+        selection: dict = config.selection.to_dict(),
+        trainer_epochs: int = config.trainer_epochs,
+        module_file: str = TRAINER_MODULE,
+    ):
+        def deploy(task):
+            return _apply_deployment(task, config, image)
+
+        examples = deploy(read_examples(source=source)).outputs["examples"]
+        model = deploy(train_model(examples=examples, module_file=module_file, epochs=trainer_epochs)).outputs["model"]
+        calibration = deploy(sample_calibration_data(examples=examples, config=calibration_config)).outputs[
+            "calibration"
+        ]
+        baseline = deploy(export_tflite(model=model, examples=examples, module_file=module_file)).outputs[
+            "tflite_model"
+        ]
+        champion = deploy(fetch_champion(tracking_uri=tracking_uri, registered_model=registered_model)).outputs[
+            "champion"
+        ]
+        with dsl.ParallelFor(recipes) as recipe:
+            optimized = deploy(
+                optimize_recipe(
+                    model=model, examples=examples, calibration=calibration, recipe=recipe, module_file=module_file
+                )
+            ).outputs["optimized_model"]
+            evaluation = deploy(
+                evaluate_and_gate(
+                    candidate=optimized,
+                    baseline=baseline,
+                    examples=examples,
+                    champion=champion,
+                    evaluation_config=evaluation_config,
+                    module_file=module_file,
+                )
+            ).outputs["evaluation"]
+        # KFP 2.17 cannot pass dsl.Collected into a dsl.If branch, so select_winner gathers the fan-out into a bundle.
+        winner = deploy(
+            select_winner(
+                evaluations=dsl.Collected(evaluation),
+                candidates=dsl.Collected(optimized),
+                model=model,
+                selection=selection,
+            )
+        )
+        logging = {
+            "bundle": winner.outputs["bundle"],
+            "examples": examples,
+            "calibration": calibration,
+            "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            "tracking_uri": tracking_uri,
+            "experiment": experiment,
+            "registered_model": registered_model,
+        }
+        with dsl.If(winner.outputs["found"] == True):  # noqa: E712 (a KFP condition, not a Python comparison)
+            deploy(log_to_mlflow(register=True, **logging)).set_display_name("register-challenger")
+        with dsl.Else():
+            deploy(log_to_mlflow(register=False, **logging)).set_display_name("log-without-registering")
+
+    return retrain_and_compress
+
+
+# The pipeline with the default PipelineConfig (pipelines/compiled/retrain_and_compress.yaml).
+retrain_and_compress = build_pipeline()
 
 
 def pipeline_arguments(
@@ -164,6 +243,7 @@ def pipeline_arguments(
         # KFP parameters cannot hold null; these configs' unset fields default to null, so dropping them is exact.
         "calibration_config": config.calibration.model_dump(mode="json", exclude_none=True),
         "evaluation_config": config.evaluation.model_dump(mode="json", exclude_none=True),
+        "selection": config.selection.to_dict(),
         "trainer_epochs": config.trainer_epochs,
     }
 
@@ -183,6 +263,14 @@ def reusable_components() -> dict:
         optimize_recipe, evaluate_and_gate, read_examples, train_model, fetch_champion, select_winner, log_to_mlflow,
     ]  # fmt: skip
     return {component.name: component for component in components}
+
+
+def compile_pipeline(config: PipelineConfig, output_file: str | Path, *, config_dir=None) -> Path:
+    """Compiles the pipeline with `config`'s deployment settings (image, root, resources, ...) to KFP YAML."""
+    output_file = Path(output_file)
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(config, config_dir=config_dir), str(output_file))
+    return output_file
 
 
 def compile_all(output_dir: str | Path = COMPILED_DIR) -> list[Path]:
@@ -219,7 +307,7 @@ def run_local(config: PipelineConfig, root: str | Path, *, source: str | None = 
     arguments = pipeline_arguments(
         config, source, config_dir=config_dir, tracking_uri=tracking_uri, registered_model=registered_model
     )
-    task = retrain_and_compress(**arguments)
+    task = build_pipeline(config, config_dir=config_dir)(**arguments)
     return {"tracking_uri": tracking_uri, "pipeline_root": str(root / "pipeline"), "task": task}
 
 

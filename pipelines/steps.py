@@ -2,16 +2,17 @@
 Trainer module's run_fn, and pick the winning candidate."""
 
 import csv
-import glob
 import hashlib
+import io
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.data import is_module_name
 from edgeopt.components._shared.errors import DataError
+from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
+from edgeopt.pipelines import fileio
 
 TFRECORD_NAME = "data_tfrecord-00000-of-00001.gz"
 
@@ -20,25 +21,29 @@ def read_examples(source: str, output_dir: str | os.PathLike, *, eval_fraction: 
     """Copies a TFX Examples folder, or converts CSV files (a path or glob) into one, as CsvExampleGen would:
     integer columns become int64 features, others float; rows go to Split-eval by a seeded hash of their text.
 
-    Returns counts per split. A glob lets each scheduled run pick up whatever data is there now.
+    Every access goes through tf.io.gfile, so `source` and `output_dir` may be gs://bucket/digits/*.csv, s3://...
+    or a local path. Returns counts per split. A glob lets each scheduled run pick up whatever data is there now.
     """
     from edgeopt.components._shared.keras_bootstrap import tf
 
-    if os.path.isdir(source) and glob.glob(os.path.join(source, "Split-*")):
-        with atomic_output_dir(output_dir) as staging:
-            for split_dir in sorted(glob.glob(os.path.join(source, "Split-*"))):
-                shutil.copytree(split_dir, staging / os.path.basename(split_dir))
-        return {Path(p).name: len(os.listdir(p)) for p in sorted(glob.glob(os.path.join(output_dir, "Split-*")))}
-    files = sorted(glob.glob(os.path.join(source, "*.csv"))) if os.path.isdir(source) else sorted(glob.glob(source))
-    if not files:
+    files = fileio.gfile()
+    splits = sorted(files.glob(fileio.join(source, "Split-*"))) if files.isdir(source) else []
+    if splits:
+        with fileio.output_dir(output_dir) as staging:
+            for split_dir in splits:
+                fileio.copy_tree(split_dir, fileio.join(staging, fileio.basename(split_dir)))
+        return {fileio.basename(split): len(files.listdir(split)) for split in splits}
+    pattern = fileio.join(source, "*.csv") if files.isdir(source) else source
+    names = sorted(files.glob(pattern))
+    if not names:
         raise DataError(f"no CSV files or Examples folder at {source}; pass a path or glob of the training data")
     header, rows = None, []
-    for name in files:
-        with open(name, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
+    for name in names:
+        with files.GFile(name, "r") as handle:
+            reader = csv.reader(io.StringIO(handle.read()))
             file_header = next(reader, None)
             if header is not None and file_header != header:
-                raise DataError(f"{name} has another header than {files[0]}; all CSV files must share one")
+                raise DataError(f"{name} has another header than {names[0]}; all CSV files must share one")
             header = file_header
             rows += [row for row in reader if row]
     if not rows:
@@ -47,12 +52,12 @@ def read_examples(source: str, output_dir: str | os.PathLike, *, eval_fraction: 
         column for column, name in enumerate(header) if all(_is_int(row[column]) for row in rows)
     }  # fmt: skip
     counts = {"train": 0, "eval": 0}
-    with atomic_output_dir(output_dir) as staging:
+    with fileio.output_dir(output_dir) as staging:
         writers = {}
         options = tf.io.TFRecordOptions(compression_type="GZIP")
         for split in counts:
-            (staging / f"Split-{split}").mkdir()
-            writers[split] = tf.io.TFRecordWriter(str(staging / f"Split-{split}" / TFRECORD_NAME), options)
+            files.makedirs(fileio.join(staging, f"Split-{split}"))
+            writers[split] = tf.io.TFRecordWriter(fileio.join(staging, f"Split-{split}", TFRECORD_NAME), options)
         for row in rows:
             feature = {}
             for column, (name, text) in enumerate(zip(header, row, strict=True)):
@@ -91,8 +96,8 @@ def train_with_module(module_file: str, examples_dir: str, output_dir: str | os.
     with atomic_output_dir(output_dir) as staging:
         module.run_fn(
             SimpleNamespace(
-                train_files=[os.path.join(examples_dir, "Split-train", "*")],
-                eval_files=[os.path.join(examples_dir, "Split-eval", "*")],
+                train_files=[fileio.join(examples_dir, "Split-train", "*")],
+                eval_files=[fileio.join(examples_dir, "Split-eval", "*")],
                 serving_model_dir=str(staging),
                 model_run_dir=str(staging),
                 custom_config=custom_config,
@@ -101,36 +106,41 @@ def train_with_module(module_file: str, examples_dir: str, output_dir: str | os.
     return Path(output_dir)
 
 
-def pick_winner(records: list[dict]) -> int | None:
-    """Index of the best candidate that passed its gate: highest accuracy, then smallest gzip size."""
-    passed = [(index, record) for index, record in enumerate(records) if record["gate"]["passed"]]
-    if not passed:
-        return None
-    return min(passed, key=lambda item: (-item[1]["accuracy"], item[1]["gzip_bytes"], item[1]["recipe"]))[0]
+def pick_winner(records: list[dict], rule: SelectionConfig | dict | None = None) -> int | None:
+    """Index of the winning candidate under `rule` (components/evaluation/selection.py), None if none may win."""
+    return select_winner(records, rule)
 
 
-def bundle_candidates(evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir) -> tuple:
+def bundle_candidates(
+    evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir, rule=None
+) -> tuple:
     """Gathers a fan-out's evaluations into one folder: report.json (report.json's shape, so the MLflow adapter logs
-    a pipeline run exactly as a CLI job) and candidates/RECIPE/model.tflite. Returns (winner recipe or None, a
-    Markdown summary)."""
+    a pipeline run exactly as a CLI job, `selection` included) and candidates/RECIPE/model.tflite. Returns (winner
+    recipe under `rule` or None, a Markdown summary)."""
     import json
 
     from edgeopt.components.recipes.core import report_from_evaluations
 
-    report = report_from_evaluations([json.loads(Path(path).read_text()) for path in evaluation_files], model_dir)
-    output_dir = Path(output_dir)
+    files = fileio.gfile()
+    evaluations = []
+    for path in evaluation_files:
+        with files.GFile(path, "r") as handle:
+            evaluations.append(json.loads(handle.read()))
+    report = report_from_evaluations(evaluations, model_dir)
+    files.makedirs(str(output_dir))
     for candidate in report["candidates"]:
         source = candidate_dirs.get(candidate["recipe"])
         candidate["tflite_path"] = None
-        if source and os.path.exists(os.path.join(source, "model.tflite")):
-            target = output_dir / "candidates" / candidate["recipe"] / "model.tflite"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(os.path.join(source, "model.tflite"), target)
-            candidate["tflite_path"] = str(target)
+        if source and files.exists(fileio.join(source, "model.tflite")):
+            target = fileio.join(output_dir, "candidates", candidate["recipe"], "model.tflite")
+            files.makedirs(fileio.join(output_dir, "candidates", candidate["recipe"]))
+            files.copy(fileio.join(source, "model.tflite"), target, overwrite=True)
+            candidate["tflite_path"] = target
     candidates = report["candidates"]
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    index = pick_winner(candidates)
-    winner = candidates[index]["recipe"] if index is not None else None
+    report["selection"] = selection_record(candidates, rule)
+    with files.GFile(fileio.join(output_dir, "report.json"), "w") as handle:
+        handle.write(json.dumps(report, indent=2))
+    winner = report["selection"]["winner"]
     rows = "\n".join(
         f"| {c['recipe']} | {c['accuracy']:.4f} | {c['gzip_ratio']:.2f} | {'pass' if c['gate']['passed'] else 'FAIL'} |"
         for c in candidates
@@ -138,5 +148,6 @@ def bundle_candidates(evaluation_files: list[str], candidate_dirs: dict[str, str
     markdown = (
         f"winner: {winner or 'none passed'}\n\n| recipe | accuracy | gzip x | gate |\n|---|---:|---:|---|\n{rows}\n"
     )
-    (output_dir / "report.md").write_text(markdown)
+    with files.GFile(fileio.join(output_dir, "report.md"), "w") as handle:
+        handle.write(markdown)
     return winner, markdown

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 from tfx import v1 as tfx
-from tfx.types.channel import union
 
-from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.data import is_module_name
+from edgeopt.components._shared.errors import ConfigError, EdgeoptError
 from edgeopt.components.calibration.tfx_component import CalibrationSampler
 from edgeopt.components.evaluation.tfx_component import CompressionEvaluator
 from edgeopt.components.export.tfx_component import TFLiteExporter
@@ -20,10 +20,13 @@ from edgeopt.components.recipes.tfx_component import ModelOptimizer
 from edgeopt.components.tracking.config import TrackingConfig
 from edgeopt.components.tracking.tfx_component import MlflowReporter
 from edgeopt.pipelines.config import PipelineConfig
+from edgeopt.pipelines.deployment import step_kind
 
 # A module name, not a file path: it resolves wherever edgeopt is installed, the Kubeflow image included.
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 TRAIN_STEPS = 45  # one epoch of the digits train split at batch 32; the module's run_fn sets its own epochs
+# Beam's in-process runner: the default DirectRunner first tries Prism, which downloads a binary at run time.
+BEAM_PIPELINE_ARGS = ["--runner=FnApiRunner"]
 
 
 def create_pipeline(
@@ -42,12 +45,13 @@ def create_pipeline(
 
     Args:
       config: recipes, calibration and evaluation settings.
-      data_root: folder with the CSV files CsvExampleGen reads.
+      data_root: folder with the CSV files CsvExampleGen reads (or a RuntimeParameter).
       pipeline_root: where TFX writes artifacts.
       serving_root: the Pushers write blessed .tflite files under serving_root/RECIPE/.
       metadata_path: SQLite MLMD file (LocalDagRunner); None when compiling for Kubeflow.
       config_dir: folder relative recipe paths in the config are resolved against.
       module_file: the Trainer module's import name; its run_fn trains, its input_fn feeds the fine-tuning steps.
+      beam_pipeline_args: for the Beam-based steps (default BEAM_PIPELINE_ARGS, Beam's in-process FnApiRunner).
       tracking: where MlflowReporter logs the run and registers the challenger (None: no MLflow step).
     """
     recipes = config.load_recipes(config_dir)
@@ -89,7 +93,9 @@ def create_pipeline(
             model=optimizer.outputs["output_model"],
             model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(serving_root, recipe.name))
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=f"{serving_root.rstrip('/')}/{recipe.name}"
+                )
             ),
         ).with_id(f"Push_{recipe.name}")
         components += [optimizer, evaluator, pusher]
@@ -97,11 +103,12 @@ def create_pipeline(
     if tracking is not None:
         components.append(
             MlflowReporter(
-                evaluations=union(evaluations),
+                evaluations=evaluations,
                 model=trainer.outputs["model"],
                 examples=examples,
                 calibration=sampler.outputs["calibration"],
                 tracking=tracking,
+                selection=config.selection,
             )
         )
     return tfx.dsl.Pipeline(
@@ -112,7 +119,7 @@ def create_pipeline(
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path) if metadata_path else None
         ),
-        beam_pipeline_args=beam_pipeline_args or [],
+        beam_pipeline_args=BEAM_PIPELINE_ARGS if beam_pipeline_args is None else beam_pipeline_args,
     )
 
 
@@ -145,22 +152,59 @@ def run_local(config: PipelineConfig, root: str | os.PathLike, *, config_dir=Non
     return paths
 
 
-def compile_for_kubeflow(config: PipelineConfig, output_file: str | os.PathLike, *, config_dir=None) -> str:
-    """Compiles the pipeline to Kubeflow Pipelines v2 JSON with KubeflowV2DagRunner, naming `config.image`.
+def _resource_spec(resources):
+    """A step's resources as the ResourceSpec KubeflowV2DagRunner reads from `with_platform_config`."""
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2
 
-    Paths are placeholders under /data and /pipeline-root; a deployment overrides them. A gs:// root would make
-    TensorFlow contact Cloud Storage at compile time, so the default is a local-style path.
+    spec = pipeline_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+    if resources.cpu_limit:
+        spec.cpu_limit = resources.cpu_limit
+    if resources.memory_limit_gb:
+        spec.memory_limit = resources.memory_limit_gb
+    if resources.accelerator_count:
+        spec.accelerator.type = resources.accelerator_type
+        spec.accelerator.count = resources.accelerator_count
+    return spec
+
+
+def compile_for_kubeflow(
+    config: PipelineConfig, output_file: str | os.PathLike, *, config_dir=None, module_file: str = TRAINER_MODULE
+) -> str:
+    """Compiles the pipeline to Kubeflow Pipelines v2 / Vertex AI JSON with KubeflowV2DagRunner.
+
+    It names `config.resolved_image()`, writes under `config.pipeline_root`, pushes under
+    `config.serving_destination`, reports to MLflow at `config.tracking_uri`, and gives every step the limits of
+    its kind (`config.resources`). The data folder is the runtime parameter `data_root` (default
+    `config.data_source`). Nothing here opens the pipeline root: only a Trainer `module_file` given as a file path
+    would (TFX packages it into a wheel under the root), so the module is an import name.
     """
+    if not is_module_name(module_file):
+        raise ConfigError(
+            f"module_file {module_file} is a file path; compiling for Kubeflow needs an import name installed in the "
+            "image (a path would be packaged into a wheel under the pipeline root at compile time)"
+        )
     output_file = Path(output_file)
+    data_root = tfx.dsl.experimental.RuntimeParameter(
+        name="data_root", ptype=str, default=config.data_source or "/data/csv"
+    )
+    tracking = TrackingConfig(
+        tracking_uri=config.tracking_uri,
+        experiment_name=config.experiment_name,
+        registered_model_name=config.registered_model,
+    )
     pipeline = create_pipeline(
         config,
-        data_root="/data/csv",
-        pipeline_root="/pipeline-root",
-        serving_root="/serving",
+        data_root=data_root,
+        pipeline_root=config.pipeline_root or "/pipeline-root",
+        serving_root=config.serving_destination or "/serving",
         config_dir=config_dir,
+        module_file=module_file,
+        tracking=tracking,
     )
+    for component in pipeline.components:
+        component.with_platform_config(_resource_spec(config.resources.for_kind(step_kind(component.id))))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.resolved_image()),
         output_dir=str(output_file.parent),
         output_filename=output_file.name,
     )

@@ -227,3 +227,50 @@ def test_schedule_sends_the_recurring_run_to_the_kfp_api(tmp_path):
     assert recurring["pipeline_spec"]["pipelineInfo"]["name"] == "edgeopt-retrain-and-compress"
     assert recurring["runtime_config"]["parameters"]["source"] == "/data/*.csv"
     assert np.isclose(recurring["max_concurrency"], 1) or recurring["max_concurrency"] == "1"
+
+
+def _log_executor_input(env: dict) -> list[str]:
+    """Logs an executor input the way kfp.dsl.executor_main does, with the image's .pth import in place."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import edgeopt.components._shared.kfp_logging, json, logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, format='[KFP Executor %(levelname)s]: %(message)s', level=20)\n"
+        "payload = {'inputs': {'parameterValues': {f'p{i}': i for i in range(60)}}}\n"
+        "logging.info(f'Got executor_input:\\n{json.dumps(payload, indent=4)}')\n"
+        "logging.info('Wrote executor output file to /tmp/x.')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_executor_input_is_one_line_unless_verbose():
+    quiet = _log_executor_input({"EDGEOPT_KFP_VERBOSE": "0"})
+    assert len(quiet) == 2 and "set EDGEOPT_KFP_VERBOSE=1" in quiet[0] and "Wrote executor output" in quiet[1]
+    assert len(_log_executor_input({"EDGEOPT_KFP_VERBOSE": "1"})) > 60
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'echo "import edgeopt.components._shared.kfp_logging"' in dockerfile and ".pth" in dockerfile
+
+
+def test_calibration_step_runs_in_process_without_prism(digits_examples, tmp_path, monkeypatch):
+    from apache_beam.runners.portability import prism_runner
+
+    started = []
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *args, **kwargs: started.append(args))
+    examples = dsl.Dataset(name="examples", uri=str(digits_examples), metadata={})
+    calibration, metrics = out(tmp_path, "calibration", dsl.Dataset), out(tmp_path, "metrics", dsl.Metrics)
+    sample_calibration_data.python_func(
+        examples=examples, calibration=calibration, metrics=metrics, config={"size": 32, "label_key": "label"}
+    )
+    assert started == [] and metrics.metadata["count"] == 32
+    assert (tmp_path / "calibration" / "manifest.json").is_file()
+
+
+def test_components_do_not_pip_install_kfp_at_run_time():
+    for path in COMPILED.rglob("*.yaml"):
+        assert "pip install" not in path.read_text(), f"{path.name} installs packages at run time; the image has them"

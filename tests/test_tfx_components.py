@@ -166,3 +166,70 @@ def test_training_step_executors_write_a_keras_model(
     assert json.loads(output.get_string_custom_property("edgeopt_config")) == json.loads(
         executor_class.CONFIG_CLASS.from_dict(config).to_json()
     )
+
+
+def test_executors_sample_optimize_export_evaluate_report_on_remote_uris(tiny_model, digits_examples, tmp_path):
+    """On Vertex AI artifact URIs are gs://...; TF's offline ram:// filesystem stands in for it here."""
+    from mlflow import MlflowClient
+
+    from edgeopt.components._shared.keras_bootstrap import tf
+    from edgeopt.components._shared.remote_files import copy_tree
+    from edgeopt.components.recipes.config import RecipeConfig
+    from edgeopt.components.recipes.tfx_component import ModelOptimizerExecutor
+    from edgeopt.components.tracking.tfx_component import MlflowReporterExecutor
+
+    gfile, root = tf.io.gfile, f"ram://tfx-{os.getpid()}-{tmp_path.name}"
+
+    def remote(artifact_type, name):
+        instance = artifact_type()
+        instance.uri = f"{root}/{name}"
+        gfile.makedirs(instance.uri)
+        return instance
+
+    copy_tree(str(digits_examples), f"{root}/examples")
+    copy_tree(str(tiny_model), f"{root}/model")
+    examples, model = remote(standard_artifacts.Examples, "examples"), remote(standard_artifacts.Model, "model")
+    calibration = remote(face.CalibrationData, "calibration")
+    CalibrationSamplerExecutor().Do(
+        {face.EXAMPLES_KEY: [examples]},
+        {face.CALIBRATION_KEY: [calibration]},
+        {face.CONFIG_KEY: json.dumps({"size": 64, "label_key": "label"}), face.COMPONENT_VERSION_KEY: "test"},
+    )
+    assert calibration.uri == f"{root}/calibration" and gfile.exists(f"{root}/calibration/data.tfrecord.gz")
+    optimized, baseline = remote(standard_artifacts.Model, "optimized"), remote(standard_artifacts.Model, "baseline")
+    ModelOptimizerExecutor().Do(
+        {face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples], face.CALIBRATION_KEY: [calibration]},
+        {face.OUTPUT_MODEL_KEY: [optimized]},
+        {face.CONFIG_KEY: RecipeConfig.builtin("ptq_int8").to_json(), **_spec_properties()},
+    )
+    TFLiteExporterExecutor().Do(
+        {face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples]},
+        {face.OUTPUT_MODEL_KEY: [baseline]},
+        {face.CONFIG_KEY: "{}", **_spec_properties()},
+    )
+    assert gfile.exists(face.tflite_path(optimized)) and gfile.exists(face.tflite_path(baseline))
+    blessing = remote(standard_artifacts.ModelBlessing, "blessing")
+    evaluation = remote(standard_artifacts.ModelEvaluation, "evaluation")
+    CompressionEvaluatorExecutor().Do(
+        {face.MODEL_KEY: [optimized], face.BASELINE_MODEL_KEY: [baseline], face.EXAMPLES_KEY: [examples]},
+        {face.BLESSING_KEY: [blessing], face.EVALUATION_KEY: [evaluation]},
+        {"gate": json.dumps({"max_accuracy_drop": 5.0}), "evaluation_config": json.dumps({"timed_runs": 5}),
+         **_spec_properties()},
+    )  # fmt: skip
+    with gfile.GFile(f"{root}/evaluation/metrics.json") as handle:
+        record = json.loads(handle.read())
+    assert record["tflite_path"] == face.tflite_path(optimized) and record["gate"]["passed"]
+    assert gfile.exists(f"{root}/blessing/BLESSED")
+    assert blessing.get_string_custom_property("current_model") == f"{root}/optimized"
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = json.dumps({"tracking_uri": uri, "registered_model_name": "remote"})
+    MlflowReporterExecutor().Do(
+        {"evaluations": [evaluation], face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples]},
+        {},
+        {face.TRACKING_KEY: tracking, face.COMPONENT_VERSION_KEY: "test"},
+    )
+    version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("remote", "challenger")
+    assert version.tags["edgeopt.recipe"] == "ptq_int8"
+    assert list(tmp_path.rglob("MLmodel")), "the challenger's MLflow model (with the .tflite) was not logged"
+    gfile.rmtree(root)

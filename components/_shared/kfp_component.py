@@ -5,6 +5,15 @@ import os
 
 from edgeopt.components import __version__
 
-# `docker build -t edgeopt:VERSION .` (see README); set EDGEOPT_KFP_IMAGE to the pushed name, e.g.
-# registry.example.com/ml/edgeopt:0.1.0, before compiling for a cluster.
-IMAGE = os.environ.get("EDGEOPT_KFP_IMAGE", f"edgeopt:{__version__}")
+IMAGE_ENV = "EDGEOPT_KFP_IMAGE"
+VERSIONED_IMAGE = f"edgeopt:{__version__}"
+
+
+def default_image() -> str:
+    """EDGEOPT_KFP_IMAGE, else edgeopt:VERSION (`docker build -t edgeopt:VERSION .`, see README). A compile for a
+    cluster names the pushed image instead: `edgeopt pipeline compile --image REGISTRY/edgeopt:VERSION`."""
+    return os.environ.get(IMAGE_ENV) or VERSIONED_IMAGE
+
+
+# The image the component definitions carry; `pipeline compile --image` replaces it on every task.
+IMAGE = default_image()

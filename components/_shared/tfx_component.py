@@ -13,6 +13,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from edgeopt.components import __version__
 from edgeopt.components._shared.data import DataSpec, TrainingData, is_module_name, load_training_data
 from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.remote_files import local_artifacts
 
 # Artifact and property keys (module constants, as in tfx/types/standard_component_specs.py).
 MODEL_KEY = "model"
@@ -141,6 +142,10 @@ class ModelStepExecutor(base_executor.BaseExecutor):
         raise NotImplementedError
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802  (TFX's name)
+        with local_artifacts(input_dict, output_dict):  # gs:// URIs on Vertex AI / Kubeflow
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
         config = self.CONFIG_CLASS.from_json(exec_properties[CONFIG_KEY])
         output = single(output_dict, OUTPUT_MODEL_KEY)

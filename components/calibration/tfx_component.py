@@ -7,6 +7,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from edgeopt.components import __version__
 from edgeopt.components._shared import tfx_component as face
+from edgeopt.components._shared.remote_files import local_artifacts
 from edgeopt.components.calibration.config import CalibrationConfig
 from edgeopt.components.calibration.core import sample_calibration_data
 
@@ -24,6 +25,10 @@ class CalibrationSamplerExecutor(base_beam_executor.BaseBeamExecutor):
     """Runs the Beam sampler with the pipeline's beam_pipeline_args (DirectRunner when there are none)."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        with local_artifacts(input_dict, output_dict):  # gs:// URIs on Vertex AI / Kubeflow
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
         config = CalibrationConfig.from_json(exec_properties[face.CONFIG_KEY])
         output = face.single(output_dict, face.CALIBRATION_KEY)

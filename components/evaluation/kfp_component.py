@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 from edgeopt.components._shared.kfp_component import IMAGE
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate_and_gate(
     candidate: Input[Model],
     baseline: Input[Model],

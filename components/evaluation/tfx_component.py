@@ -11,6 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from edgeopt.components import __version__
 from edgeopt.components._shared import tfx_component as face
+from edgeopt.components._shared.remote_files import local_artifacts
 from edgeopt.components.evaluation.config import EvaluationConfig, GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite, measure_candidate
 
@@ -41,6 +42,10 @@ class CompressionEvaluatorSpec(ComponentSpec):
 
 class CompressionEvaluatorExecutor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        with local_artifacts(input_dict, output_dict) as staged:  # gs:// URIs on Vertex AI / Kubeflow
+            self._do(input_dict, output_dict, exec_properties, staged.original)
+
+    def _do(self, input_dict, output_dict, exec_properties, original_uri):
         self._log_startup(input_dict, output_dict, exec_properties)
         gate = GateConfig.from_json(exec_properties[GATE_KEY])
         evaluation_config = EvaluationConfig.from_json(exec_properties[EVALUATION_CONFIG_KEY])
@@ -55,6 +60,7 @@ class CompressionEvaluatorExecutor(base_executor.BaseExecutor):
         record["config"] = json.loads(candidate_artifact.get_string_custom_property("edgeopt_config") or "{}")
         record["steps"] = [step["technique"] for step in record["config"].get("steps", [])]
         record["baseline"] = baseline.to_dict()
+        record["tflite_path"] = original_uri(record["tflite_path"])  # where the reporter finds it after this step
 
         evaluation = face.single(output_dict, face.EVALUATION_KEY)
         with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
@@ -76,7 +82,7 @@ class CompressionEvaluatorExecutor(base_executor.BaseExecutor):
         with open(os.path.join(blessing.uri, BLESSED_FILE if passed else NOT_BLESSED_FILE), "w") as handle:
             handle.write("\n".join(record["gate"]["reasons"]))
         blessing.set_int_custom_property(BLESSED_PROPERTY, int(passed))
-        blessing.set_string_custom_property("current_model", candidate_artifact.uri)
+        blessing.set_string_custom_property("current_model", original_uri(candidate_artifact.uri))
         blessing.set_int_custom_property("current_model_id", candidate_artifact.id)
         blessing.set_string_custom_property("gate_reasons", json.dumps(record["gate"]["reasons"]))
 

@@ -21,6 +21,7 @@ from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, measure_candidate
+from edgeopt.components.evaluation.selection import selection_record
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
 from edgeopt.components.recipes.config import RecipeConfig
@@ -157,6 +158,7 @@ def optimize(
     champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
     verbose: int = 2,
+    selection=None,
 ) -> dict:
     """Runs every recipe on `model_path`, measures each candidate against the float TFLite baseline, and writes
     report.json and report.md into `output_dir`.
@@ -168,7 +170,8 @@ def optimize(
     same run and every gate also checks the candidate against it.
 
     A recipe that fails is reported with its error and a failed gate; the others still run. The input model is
-    never modified (its digest is checked at the end).
+    never modified (its digest is checked at the end). `selection` (a SelectionConfig or dict; default: smallest
+    gzip among passed) is the winner rule report.json records with its pick.
 
     Returns:
       The report (the content of report.json).
@@ -257,6 +260,7 @@ def optimize(
     }
     if champion is not None:
         report["champion"] = champion.to_dict()
+    report["selection"] = selection_record(candidates, selection)  # the winner rule (SelectionConfig) and its pick
     write_report(report, output_dir)
     return report
 

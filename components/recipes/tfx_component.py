@@ -19,7 +19,7 @@ class ModelOptimizerExecutor(face.ModelStepExecutor):
     CONFIG_CLASS = RecipeConfig
     OUTPUT_FORMAT = face.TFLITE_FORMAT
 
-    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+    def _do(self, input_dict, output_dict, exec_properties):  # Do (the base's) stages remote artifacts locally
         self._log_startup(input_dict, output_dict, exec_properties)
         recipe = RecipeConfig.from_json(exec_properties[face.CONFIG_KEY])
         data = face.training_data(input_dict, exec_properties)

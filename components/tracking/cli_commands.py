@@ -30,6 +30,10 @@ def add_tracking_args(parser):
     )
     group.add_argument("--experiment", default="edgeopt", help="MLflow experiment name (default edgeopt)")
     group.add_argument(
+        "--artifact-location",
+        help="artifact root of a new experiment (default: mlartifacts/ beside a SQLite database, else the server's)",
+    )
+    group.add_argument(
         "--register-model",
         metavar="NAME",
         help="gate against NAME@champion and register the best passing candidate as NAME@challenger",
@@ -53,7 +57,10 @@ def run_tracked(args) -> int:
     from edgeopt.components.tracking.mlflow_tracking import tracked_job
 
     config = TrackingConfig(
-        tracking_uri=args.tracking_uri, experiment_name=args.experiment, registered_model_name=args.register_model
+        tracking_uri=args.tracking_uri,
+        experiment_name=args.experiment,
+        registered_model_name=args.register_model,
+        artifact_location=args.artifact_location,
     )
     with tracked_job(config, orchestrator="cli", output_dir=args.out, verbose=1 if args.verbose else 0) as job:
         args.tracking_job = job

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from mlflow import MlflowClient
 
 from edgeopt.components import __version__
 from edgeopt.components._shared.errors import TrackingError
-from edgeopt.components.tracking import records
+from edgeopt.components.tracking import local_store, records, tflite_flavor
 from edgeopt.components.tracking.config import Orchestrator, TrackingConfig, default_artifact_location
 from edgeopt.components.tracking.pareto import plot_pareto
 from edgeopt.components.tracking.registry import (
@@ -130,7 +131,7 @@ class TrackedJob:
             "tracking_uri": self.tracking_uri,
             "experiment_name": config.experiment_name,
             "artifact_location": config.artifact_location or default_artifact_location(self.tracking_uri),
-            "runs": [_new_run(PARENT_KEY, f"{orchestrator.value}-{self.job_id[:8]}", _now_ms(), start_tags)],
+            "runs": [_new_run(PARENT_KEY, self._parent_run_name(orchestrator), _now_ms(), start_tags)],
             "register": None,
         }
 
@@ -150,9 +151,15 @@ class TrackedJob:
     def _say(self, message: str, problem: bool = False):
         _say(message, verbose=self._verbose, problem=problem)
 
+    def _parent_run_name(self, orchestrator: Orchestrator) -> str:
+        """The model (registry name, else experiment) and the UTC date: `edgeopt-digits-2026-12-01-0530-kfp-1a2b`."""
+        model = self.config.registered_model_name or self.config.experiment_name
+        return f"{model}-{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{orchestrator.value}-{self.job_id[:4]}"
+
     def __enter__(self) -> "TrackedJob":
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
+        local_store.relocate_copied_store(self.tracking_uri)  # a copied OUT/ keeps its own mlartifacts/
         self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
         self._flush()
         self._close_orphans()
@@ -320,7 +327,11 @@ class TrackedJob:
             recipe_json.write_text(json.dumps(candidate.get("config"), indent=2, sort_keys=True))
             _add_artifact(run, recipe_json)
             if candidate.get("tflite_path") and Path(candidate["tflite_path"]).is_file():
-                _add_artifact(run, candidate["tflite_path"], MODEL_ARTIFACT_PATH)
+                staging = self._staging / "models" / candidate["recipe"]  # an MLflow model (tflite_flavor.py)
+                for path, folder in tflite_flavor.model_artifact_files(
+                    candidate["tflite_path"], staging, MODEL_ARTIFACT_PATH
+                ):
+                    _add_artifact(run, path, folder)
             run.update(status="FAILED" if candidate.get("error") else "FINISHED", end_time=now)
             self.state["runs"].append(run)
 
@@ -334,14 +345,8 @@ class TrackedJob:
                 "run_key": f"candidate:{best['recipe']}",
                 "version": None,
                 "alias_done": False,
-                "tags": {
-                    records.TAG_RECIPE: best["recipe"],
-                    records.TAG_JOB_ID: self.job_id,
-                    records.TAG_GATE: records.GATE_PASSED,
-                    "accuracy": str(best["accuracy"]),
-                    "gzip_bytes": str(best["gzip_bytes"]),
-                },
-                "description": f"edgeopt recipe {best['recipe']} ({'+'.join(best['steps'])})",
+                "tags": tflite_flavor.version_tags(best, self.job_id),
+                "description": tflite_flavor.version_description(best),
             }
         self._flush()
         if self.challenger_version:

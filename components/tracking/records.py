@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edgeopt.components._shared.tasks import metric_score
+from edgeopt.components.evaluation.selection import rule_of, select_winner
 
 TAG_RUN_KIND = "edgeopt.run_kind"
 RUN_KIND_JOB = "job"
@@ -192,13 +192,10 @@ def job_tags(report: dict, *, examples: str | os.PathLike | None = None) -> dict
 
 
 def best_candidate(report: dict) -> dict | None:
-    """The candidate to register: passed its gate, best on the task's metric (accuracy for classifiers, lowest MAE
-    for a regressor), then smallest gzip size; None if none passed."""
-    passed = [c for c in report["candidates"] if gate_verdict(c) == GATE_PASSED]
-    if not passed:
-        return None
-    # Ties on both keep report order (min is stable), so the same report always picks the same candidate.
-    return min(passed, key=lambda c: (-metric_score(c), c["gzip_bytes"]))
+    """The candidate to register under the report's selection rule (components/evaluation/selection.py; default:
+    smallest gzip size among those that passed their gate); None if none may win."""
+    index = select_winner(report["candidates"], rule_of(report))
+    return None if index is None else report["candidates"][index]
 
 
 def dataset_fingerprint(examples: str | os.PathLike) -> str:

@@ -8,7 +8,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from edgeopt.components._shared.errors import TrackingError
-from edgeopt.components.tracking import records
+from edgeopt.components.tracking import records, tflite_flavor
 from edgeopt.components.tracking.registry import CHALLENGER_ALIAS, MODEL_ARTIFACT_PATH
 from edgeopt.components.tracking.retry import _Caller
 from edgeopt.components.tracking.state import PARENT, _forget
@@ -87,7 +87,9 @@ def _apply_registration(client: MlflowClient, state: dict, call: _Caller):
                 raise
             with contextlib.suppress(MlflowException):  # RESOURCE_ALREADY_EXISTS when another job raced us
                 call("create registered model", client.create_registered_model, name)
-        version = call(
+        # A byte-identical .tflite is already a version: it gets the alias, no new version.
+        sha256 = register["tags"].get(tflite_flavor.TAG_TFLITE_SHA256)
+        version = call("find identical version", tflite_flavor.identical_version, client, name, sha256) or call(
             "create model version",
             client.create_model_version,
             name,
