@@ -60,6 +60,8 @@ def rebuild(model, replace: Callable[[object], Replacement]):
     entries = []
     sequential = isinstance(model, keras.Sequential)
     for entry in config["layers"]:
+        # Recorded input shapes go stale once a layer upstream changes width; from_config rebuilds from the inputs.
+        entry.pop("build_config", None)
         name = entry["config"]["name"]
         layer = by_name.get(name)
         replacement = replace(layer) if layer is not None and (sequential or called_once(layer)) else None
