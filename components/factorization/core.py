@@ -1,4 +1,4 @@
-"""Low-rank factorization: split each selected kernel by its SVD into two thinner layers, check the outputs, fine-tune."""
+"""Low-rank factorization: split selected kernels by their SVD into two thinner layers, check outputs, fine-tune."""
 
 import logging
 import os

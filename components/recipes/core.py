@@ -21,7 +21,7 @@ from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, measure_candidate
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
-from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.recipes.config import TRAINING_TECHNIQUES, RecipeConfig
 from edgeopt.components.registry import TECHNIQUES
 
 REPORT_JSON = "report.json"
@@ -63,7 +63,7 @@ def run_recipe(
         kwargs = {"data": data, "allow_unsafe": allow_unsafe if index == 0 else False}
         if step.technique == "quantize":
             kwargs["calibration_inputs"] = calibration_inputs
-        elif step.technique in ("prune", "cluster", "qat"):
+        elif step.technique in TRAINING_TECHNIQUES:
             kwargs["verbose"] = verbose
         started = time.perf_counter()
         result = technique.function()(current, step.config, step_dir, **kwargs)
