@@ -81,6 +81,14 @@ def test_rank_by_fraction_or_energy():
     assert choose_rank(singular, FactorizationConfig(rank_by="energy", energy=1.0)) == 3
 
 
+def test_conv1x1_and_the_head_are_chosen_by_the_config():
+    model = functional_with_1x1_conv()
+    plan, _ = plan_factorization(model, FactorizationConfig(rank_fraction=0.25))
+    assert [(entry.name, entry.rank) for entry in plan] == [("pointwise", 6), ("hidden", 8)]
+    plan, _ = plan_factorization(model, FactorizationConfig(rank_fraction=0.25, conv1x1=False, skip_head=False))
+    assert [(entry.name, entry.rank) for entry in plan] == [("hidden", 8), ("head", 2)]
+
+
 def test_layers_that_would_not_shrink_and_the_head_stay_whole(tiny_model):
     plan, skipped = plan_factorization(load_keras_model(tiny_model), FactorizationConfig(rank_fraction=0.9))
     assert plan == []

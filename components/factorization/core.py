@@ -95,6 +95,8 @@ def plan_factorization(model, config: FactorizationConfig) -> tuple[list[LayerFa
         if found is None:
             continue
         kind, kernel = found
+        if kind == "conv1x1" and not config.conv1x1:
+            continue
         if layer.name in config.skip_layers or layer.name == head:
             skipped[layer.name] = "in skip_layers" if layer.name in config.skip_layers else "the head (skip_head)"
             continue
