@@ -88,7 +88,7 @@ def test_string_enums_serialize_as_strings():
             "needs an earlier prune step",
         ),
         ([{"technique": "qat"}, {"technique": "prune"}, {"technique": "quantize"}], "qat must come right before"),
-        ([{"technique": "distill"}], "does not match any of the expected tags"),
+        ([{"technique": "teleport"}], "does not match any of the expected tags"),
     ],
 )
 def test_recipe_chain_rules(steps, message):
