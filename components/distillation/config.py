@@ -43,7 +43,7 @@ class DistillationConfig(StrictConfig):
         "student_fn); when unset, the module_file given to the step.",
     )
     alpha: float = pydantic.Field(
-        0.5, ge=0, le=1, description="Weight of the hard-label loss; 1 - alpha weighs the soft-target loss."
+        0.1, ge=0, le=1, description="Weight of the hard-label loss; 1 - alpha weighs the soft-target loss."
     )
     temperature: float = pydantic.Field(4.0, gt=0, description="Softmax temperature T of the soft targets.")
     teacher_outputs: TeacherOutputs = pydantic.Field(
