@@ -170,3 +170,40 @@ def test_both_topology_recipes_through_optimize(tiny_model, digits_data, tmp_pat
     assert lowrank["step_records"][0]["result"]["layers"][0]["rank"] == 8
     for candidate in (lowrank, distilled):
         assert candidate["accuracy"] > 0.85
+
+
+def test_teacher_outputs_on_the_fly_train_like_cached_ones(tiny_model, digits_data, tmp_path):
+    losses = {}
+    for mode in ("cached", "on_the_fly"):
+        config = DistillationConfig(teacher_outputs=mode, epochs=2, seed=3)
+        losses[mode] = distill(tiny_model, config, tmp_path / mode, data=digits_data, verbose=0).final_loss
+    assert losses["on_the_fly"] == pytest.approx(losses["cached"], rel=1e-3)
+
+
+def test_distill_half_int8_through_the_tfx_recipe_executor(tiny_model, digits_examples, tmp_path):
+    from edgeopt.components.recipes.tfx_component import ModelOptimizerExecutor
+    from tests.helpers import kernels
+
+    def artifact(artifact_type, uri):
+        instance = artifact_type()
+        instance.uri = str(uri)
+        os.makedirs(instance.uri, exist_ok=True)
+        return instance
+
+    output = artifact(standard_artifacts.Model, tmp_path / "optimized")
+    ModelOptimizerExecutor().Do(
+        {
+            face.MODEL_KEY: [artifact(standard_artifacts.Model, tiny_model)],
+            face.EXAMPLES_KEY: [artifact(standard_artifacts.Examples, digits_examples)],
+        },
+        {face.OUTPUT_MODEL_KEY: [output]},
+        {
+            face.CONFIG_KEY: RecipeConfig.builtin("distill_half_int8").to_json(),
+            face.COMPONENT_VERSION_KEY: "test",
+            **face.data_source_properties(data_spec="configs/data/digits.yaml"),
+        },
+    )
+    stored = kernels(os.path.join(output.uri, "Format-Serving", "model.tflite"), "INT8")
+    # the half-width student: conv 3x3x1x4, conv 3x3x4x8, dense 128x16, head 16x10
+    assert sum(t.values.size for t in stored) == 36 + 288 + 128 * 16 + 16 * 10
+    assert output.get_string_custom_property("technique_chain") == "distill+quantize"

@@ -189,3 +189,20 @@ def test_tfx_executor_and_kfp_component_factorize(tiny_model, digits_examples, t
     )
     assert (Path(factorized.path) / "saved_model.pb").exists()
     assert metrics.metadata["params_after"] == 3914 and factorized.metadata["edgeopt_config"]["epochs"] == 1
+
+
+def test_lowrank_int8_through_the_kfp_recipe_component(tiny_model, digits_examples, tmp_path):
+    from edgeopt.components.recipes.config import RecipeConfig
+    from edgeopt.components.recipes.kfp_component import optimize_recipe
+
+    optimized = dsl.Model(name="o", uri=str(tmp_path / "optimized"), metadata={})
+    optimize_recipe.python_func(
+        model=dsl.Model(name="model", uri=str(tiny_model), metadata={}),
+        examples=dsl.Dataset(name="e", uri=str(digits_examples), metadata={}),
+        optimized_model=optimized, metrics=dsl.Metrics(name="m", uri=str(tmp_path / "m"), metadata={}),
+        report=dsl.Markdown(name="r", uri=str(tmp_path / "r"), metadata={}),
+        recipe=RecipeConfig.builtin("lowrank_int8").to_json(), data_spec=digits_data_spec().to_dict(),
+    )  # fmt: skip
+    stored = kernels(Path(optimized.path) / "model.tflite", "INT8")
+    assert sum(t.values.size for t in stored) == CONV_KERNEL_WEIGHTS + 256 * 8 + 8 * 32 + HEAD_KERNEL_WEIGHTS
+    assert optimized.metadata["recipe"] == "lowrank_int8"
