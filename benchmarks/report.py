@@ -673,6 +673,8 @@ def render_tuned(results) -> str:
 
 
 def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
+    import topology  # beside this file, like the other benchmark helpers
+
     machine, versions = results["machine"], results["versions"]
     load = machine.get("load_average_start"), machine.get("load_average_end")
     library = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
@@ -709,6 +711,8 @@ def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
         "## Every recipe\n",
         render_models(results),
         f"![Pareto plot: gzip ratio against accuracy drop, colour = speedup]({plot_path})\n",
+        "## Topology changes: distillation against labels only, low-rank latency\n",
+        topology.render(results),
         "## Hand-written tfmot tutorial baseline against edgeopt\n",
         render_tutorial(results),
         "## TFX's TFLite rewriter against edgeopt\n",
