@@ -207,3 +207,11 @@ def test_distill_half_int8_through_the_tfx_recipe_executor(tiny_model, digits_ex
     # the half-width student: conv 3x3x1x4, conv 3x3x4x8, dense 128x16, head 16x10
     assert sum(t.values.size for t in stored) == 36 + 288 + 128 * 16 + 16 * 10
     assert output.get_string_custom_property("technique_chain") == "distill+quantize"
+
+
+def test_topology_steps_chain_with_the_others_in_a_recipe():
+    steps = [{"technique": "distill"}, {"technique": "factorize"}, {"technique": "prune"}]
+    recipe = RecipeConfig(name="chain", steps=[*steps, {"technique": "qat"}, {"technique": "quantize"}])
+    assert recipe.technique_chain == "distill+factorize+prune+qat+quantize"
+    with pytest.raises(ConfigError, match="qat must come right before"):
+        RecipeConfig(name="bad", steps=[{"technique": "qat"}, {"technique": "distill"}, {"technique": "quantize"}])

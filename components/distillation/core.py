@@ -191,9 +191,9 @@ def distill(
       UnsupportedModelError: width scaling of a subclassed teacher or one of non-standard layers (before any work).
       ConfigError: no student_fn, or a student whose inputs or outputs differ from the teacher's.
 
-    Example:
-      >>> distill("model/", DistillationConfig(width_multiplier=0.5), "student/", data=data).param_ratio
-      0.27
+    Example (the demo's digits CNN, 283,786 parameters; the student has 71,754):
+      >>> round(distill("model/", DistillationConfig(width_multiplier=0.5), "student/", data=data).param_ratio, 2)
+      0.25
     """
     teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     set_seeds(config.seed)

@@ -167,9 +167,9 @@ def factorize(
       UnsupportedModelError: a subclassed model or non-standard layers (before any work).
       OptimizationNotAchievedError: no layer would shrink, or the outputs differ past `max_output_diff`.
 
-    Example:
+    Example (the demo's digits CNN, whose 1024 x 256 Dense kernel becomes rank 64):
       >>> factorize("model/", FactorizationConfig(rank_fraction=0.25), "lowrank/", data=data).params_after
-      103050
+      103562
     """
     model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     require_rebuildable(model, "factorize", ALTERNATIVES)
