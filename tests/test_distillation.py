@@ -18,10 +18,12 @@ from edgeopt.components.demo.digits import digits_data_spec
 from edgeopt.components.distillation.config import DistillationConfig
 from edgeopt.components.distillation.core import as_logits, distill, distillation_loss, scale_width
 from edgeopt.components.distillation.kfp_component import distill as distill_component
-from edgeopt.components.distillation.tfx_component import DistillerExecutor
+from edgeopt.components.distillation.tfx_component import KnowledgeDistiller, KnowledgeDistillerExecutor
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import optimize
 from tests.helpers import keras_accuracy
+
+DATA_SPEC = "configs/data/digits.yaml"
 
 
 class Untouchable:
@@ -128,6 +130,9 @@ def test_width_scaling_of_a_subclassed_teacher_is_refused_before_any_work(tmp_pa
 
 
 def test_tfx_executor_and_kfp_component_distill(tiny_model, digits_examples, tmp_path):
+    with pytest.raises(ConfigError, match="student: saved_model needs student_model_path"):
+        KnowledgeDistiller(model=None, examples=None, config={"student": "saved_model"}, data_spec=DATA_SPEC)
+
     model = standard_artifacts.Model()
     model.uri = str(tiny_model)
     examples = standard_artifacts.Examples()
@@ -135,13 +140,13 @@ def test_tfx_executor_and_kfp_component_distill(tiny_model, digits_examples, tmp
     output = standard_artifacts.Model()
     output.uri = str(tmp_path / "tfx")
     os.makedirs(output.uri)
-    DistillerExecutor().Do(
+    KnowledgeDistillerExecutor().Do(
         {face.MODEL_KEY: [model], face.EXAMPLES_KEY: [examples]},
         {face.OUTPUT_MODEL_KEY: [output]},
         {
             face.CONFIG_KEY: json.dumps({"epochs": 1}),
             face.COMPONENT_VERSION_KEY: "test",
-            **face.data_source_properties(data_spec="configs/data/digits.yaml"),
+            **face.data_source_properties(data_spec=DATA_SPEC),
         },
     )
     assert os.path.exists(os.path.join(output.uri, "Format-Serving", "saved_model.pb"))
@@ -200,7 +205,7 @@ def test_distill_half_int8_through_the_tfx_recipe_executor(tiny_model, digits_ex
         {
             face.CONFIG_KEY: RecipeConfig.builtin("distill_half_int8").to_json(),
             face.COMPONENT_VERSION_KEY: "test",
-            **face.data_source_properties(data_spec="configs/data/digits.yaml"),
+            **face.data_source_properties(data_spec=DATA_SPEC),
         },
     )
     stored = kernels(os.path.join(output.uri, "Format-Serving", "model.tflite"), "INT8")

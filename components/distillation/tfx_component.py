@@ -1,4 +1,4 @@
-"""TFX face of distillation: `Distiller` (teacher Model + Examples -> trained student Keras Model)."""
+"""TFX face of distillation: `KnowledgeDistiller` (teacher Model + Examples -> trained student Keras Model)."""
 
 from tfx.dsl.components.base import executor_spec
 
@@ -7,11 +7,11 @@ from edgeopt.components.distillation.config import DistillationConfig
 from edgeopt.components.distillation.core import distill
 
 
-class DistillerSpec(face.ModelStepSpecBase):
+class KnowledgeDistillerSpec(face.ModelStepSpecBase):
     pass
 
 
-class DistillerExecutor(face.ModelStepExecutor):
+class KnowledgeDistillerExecutor(face.ModelStepExecutor):
     CONFIG_CLASS = DistillationConfig
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802  (TFX's name)
@@ -23,14 +23,14 @@ class DistillerExecutor(face.ModelStepExecutor):
         return distill(model_path, config, output_dir, data=data, module_file=self._module_file)
 
 
-class Distiller(face.ModelStepComponent):
+class KnowledgeDistiller(face.ModelStepComponent):
     """Distills the Trainer's model into a smaller student (see components/distillation/README.md).
 
     Example:
-      distiller = Distiller(model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-                            config={"width_multiplier": 0.5}, module_file="trainer_module.py")
+      distiller = KnowledgeDistiller(model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+                                     config={"width_multiplier": 0.5}, module_file="trainer_module.py")
     """
 
-    SPEC_CLASS = DistillerSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(DistillerExecutor)
+    SPEC_CLASS = KnowledgeDistillerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(KnowledgeDistillerExecutor)
     CONFIG_CLASS = DistillationConfig
