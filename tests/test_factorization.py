@@ -206,3 +206,10 @@ def test_lowrank_int8_through_the_kfp_recipe_component(tiny_model, digits_exampl
     stored = kernels(Path(optimized.path) / "model.tflite", "INT8")
     assert sum(t.values.size for t in stored) == CONV_KERNEL_WEIGHTS + 256 * 8 + 8 * 32 + HEAD_KERNEL_WEIGHTS
     assert optimized.metadata["recipe"] == "lowrank_int8"
+
+
+def test_a_factorized_model_factorizes_again_without_name_clashes(tiny_model, digits_data, tmp_path):
+    factorize(tiny_model, FactorizationConfig(epochs=0), tmp_path / "once", data=digits_data, verbose=0)
+    plan, skipped = plan_factorization(load_keras_model(tmp_path / "once"), FactorizationConfig(rank_fraction=0.5))
+    assert [entry.name for entry in plan] == ["dense1_lowrank"]  # 256 x 8 at rank 4
+    assert "exists already" in skipped["dense1"]

@@ -103,6 +103,9 @@ def plan_factorization(model, config: FactorizationConfig) -> tuple[list[LayerFa
         if len(layer.inbound_nodes) != 1:
             skipped[layer.name] = "shared by several calls"
             continue
+        if layer.name + LOWRANK_SUFFIX in names:
+            skipped[layer.name] = f"a layer named {layer.name + LOWRANK_SUFFIX} exists already (factorized before?)"
+            continue
         m, n = kernel.shape
         rank = choose_rank(np.linalg.svd(kernel, compute_uv=False), config)
         if rank * (m + n) >= m * n:
