@@ -56,6 +56,9 @@ def rebuild(model, replace: Callable[[object], Replacement]):
     """
     config = copy.deepcopy(model.get_config())
     by_name = {layer.name: layer for layer in model.layers}
+    nested = [name for name, layer in by_name.items() if isinstance(layer, keras.Model)]
+    if nested:
+        logger.warning("the layers inside nested model(s) %s are rebuilt as they are, never replaced", nested)
     replaced = []
     entries = []
     sequential = isinstance(model, keras.Sequential)
