@@ -66,7 +66,7 @@ CONVERSION_TECHNIQUES = ("quantize", "export")
 
 
 class RecipeConfig(StrictConfig):
-    """A named compression recipe: training-time steps (prune, cluster, qat) then one conversion step."""
+    """A named compression recipe: training-time steps (prune, cluster, qat, factorize, distill), then a conversion."""
 
     name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_]*$", description="Identifier, e.g. prune80_int8.")
     description: str = pydantic.Field("", description="One line for reports and the MLflow UI.")
