@@ -89,11 +89,14 @@ def test_conv1x1_and_the_head_are_chosen_by_the_config():
     assert [(entry.name, entry.rank) for entry in plan] == [("hidden", 8), ("head", 2)]
 
 
-def test_layers_that_would_not_shrink_and_the_head_stay_whole(tiny_model):
+def test_layers_that_would_not_shrink_and_the_head_stay_whole(tiny_model, tmp_path):
     plan, skipped = plan_factorization(load_keras_model(tiny_model), FactorizationConfig(rank_fraction=0.9))
     assert plan == []
     assert skipped["logits"] == "the head (skip_head)"
     assert skipped["dense1"].startswith("rank 29 would not shrink it")  # 29 * 288 >= 256 * 32
+    with pytest.raises(OptimizationNotAchievedError, match=r"found no layer to shrink .*skip_head: false"):
+        factorize(tiny_model, FactorizationConfig(rank_fraction=0.9), tmp_path / "out", data=Untouchable())
+    assert not (tmp_path / "out").exists()
 
 
 def test_reduced_rank_reports_its_difference_and_the_tflite_holds_the_low_rank_weights(

@@ -180,7 +180,8 @@ def factorize(
     if not plan:
         raise OptimizationNotAchievedError(
             f"factorize found no layer to shrink (left whole: {skipped or 'no Dense or 1x1 Conv2D layers'}); "
-            "lower rank_fraction or energy, or use another technique"
+            "lower rank_fraction or energy, include 1x1 convolutions (conv1x1: true) or the head (skip_head: false), "
+            "or use another technique"
         )
     set_seeds(config.seed)
     factorized = factorize_model(model, plan)
