@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 import report_tables as tables
+import topology
 from report_plots import pareto_plot
 from report_targets import DIGITS, MOBILENET, evaluate_targets, orchestrations, tuning_rows
 
@@ -77,6 +78,7 @@ def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
         "missed": _missed_targets(results),
         "models": [m for m in (_model_context(results, name) for name in (DIGITS, MOBILENET)) if m],
         "plot_path": plot_path,
+        "topology": topology.render(results),
         "tutorial": tutorial,
         "tutorial_table": tables.tutorial_table(tutorial) if tutorial else "",
         "matched_table": tables.matched_table(results) if tutorial and tutorial.get("matched") else "",

@@ -12,7 +12,8 @@ One process, one run, in this order (every ratio below is measured in this same 
      hyperparameters, against the core on the same model and data;
   6. TFX's own TFLite rewriter against edgeopt's export and quantization;
   7. two recipes through the core, a minimal TFX LocalDagRunner pipeline and kfp.local (benchmarks/orchestration.py);
-  8. the calibration sampler's and MLflow's stored results (benchmarks/calibration_sampler.py,
+  8. distillation against the same student trained on labels only (benchmarks/topology.py);
+  9. the calibration sampler's and MLflow's stored results (benchmarks/calibration_sampler.py,
      benchmarks/mlflow_logging_cost.py), when present.
 Writes benchmarks/results/latest.json, benchmarks/results/pareto.png and BENCHMARKS.md (benchmarks/report.py).
 
@@ -485,6 +486,11 @@ def main() -> int:
         results["tutorial"] = bench.section("tutorial", bench.tutorial_baseline)
         results["tfx_rewriter"] = bench.section("tfx_rewriter", bench.tfx_rewriter)
         results["orchestration"] = bench.section("orchestration", bench.orchestration)
+        import topology
+
+        results["topology"] = bench.section(
+            "topology", topology.compare_distillation, bench.models, bench.work, quick=bench.quick
+        )
     results["stored"] = {
         "calibration_sampler": stored_results("calibration_sampler.json"),
         "mlflow_logging_cost": stored_results("mlflow_logging_cost.json"),

@@ -22,6 +22,8 @@ README_CONFIGS = {
     "qat": ["edgeopt.components.qat.config.QatConfig"],
     "pruning": ["edgeopt.components.pruning.config.PruningConfig"],
     "clustering": ["edgeopt.components.clustering.config.ClusteringConfig"],
+    "factorization": ["edgeopt.components.factorization.config.FactorizationConfig"],
+    "distillation": ["edgeopt.components.distillation.config.DistillationConfig"],
     "evaluation": [
         "edgeopt.components.evaluation.config.EvaluationConfig",
         "edgeopt.components.evaluation.config.GateConfig",

@@ -38,6 +38,20 @@ TECHNIQUES = {
             "qat", "qat.config.QatConfig", "qat.core.quantization_aware_train", False, "quantization-aware training"
         ),
         Technique(
+            "factorize",
+            "factorization.config.FactorizationConfig",
+            "factorization.core.factorize",
+            False,
+            "low-rank (SVD) factorization",
+        ),
+        Technique(
+            "distill",
+            "distillation.config.DistillationConfig",
+            "distillation.core.distill",
+            False,
+            "knowledge distillation into a smaller student",
+        ),
+        Technique(
             "quantize",
             "quantization.config.QuantizationConfig",
             "quantization.core.quantize",

@@ -88,7 +88,7 @@ def test_string_enums_serialize_as_strings():
             "needs an earlier prune step",
         ),
         ([{"technique": "qat"}, {"technique": "prune"}, {"technique": "quantize"}], "qat must come right before"),
-        ([{"technique": "distill"}], "does not match any of the expected tags"),
+        ([{"technique": "teleport"}], "does not match any of the expected tags"),
     ],
 )
 def test_recipe_chain_rules(steps, message):
@@ -107,7 +107,7 @@ RECIPE_FILES = sorted((CONFIGS / "recipes").glob("*.yaml"))
 def test_the_issue_recipes_all_exist():
     expected = {
         "ptq_int8", "ptq_dynamic", "ptq_fp16", "ptq_int16x8", "qat", "prune80_int8",
-        "prune_2of4_int8", "cluster16_int8", "pqat", "cqat", "pcqat",
+        "prune_2of4_int8", "cluster16_int8", "pqat", "cqat", "pcqat", "lowrank_int8", "distill_half_int8",
     }  # fmt: skip
     assert expected <= {path.stem for path in RECIPE_FILES}
 

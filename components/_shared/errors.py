@@ -17,6 +17,10 @@ class ModelLoadError(EdgeoptError):
     """The model path does not hold a loadable Keras model."""
 
 
+class UnsupportedModelError(EdgeoptError):
+    """The model's structure does not allow this technique (e.g. a subclassed model where a rebuild is needed)."""
+
+
 class DataError(EdgeoptError):
     """Training, evaluation or calibration data is missing or does not match its spec."""
 

@@ -7,8 +7,10 @@ import pydantic
 from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.clustering.config import ClusteringConfig
+from edgeopt.components.distillation.config import DistillationConfig
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.export.config import ExportConfig
+from edgeopt.components.factorization.config import FactorizationConfig
 from edgeopt.components.pruning.config import PruningConfig
 from edgeopt.components.qat.config import QatConfig, QatScheme
 from edgeopt.components.quantization.config import QuantizationConfig
@@ -29,6 +31,20 @@ class QatStep(StrictConfig):
     config: QatConfig = pydantic.Field(default_factory=QatConfig, description="Quantization-aware training settings.")
 
 
+class FactorizeStep(StrictConfig):
+    technique: Literal["factorize"] = "factorize"
+    config: FactorizationConfig = pydantic.Field(
+        default_factory=FactorizationConfig, description="Low-rank factorization settings."
+    )
+
+
+class DistillStep(StrictConfig):
+    technique: Literal["distill"] = "distill"
+    config: DistillationConfig = pydantic.Field(
+        default_factory=DistillationConfig, description="Knowledge distillation settings."
+    )
+
+
 class QuantizeStep(StrictConfig):
     technique: Literal["quantize"] = "quantize"
     config: QuantizationConfig = pydantic.Field(
@@ -42,15 +58,16 @@ class ExportStep(StrictConfig):
 
 
 Step = Annotated[
-    PruneStep | ClusterStep | QatStep | QuantizeStep | ExportStep, pydantic.Field(discriminator="technique")
+    PruneStep | ClusterStep | QatStep | FactorizeStep | DistillStep | QuantizeStep | ExportStep,
+    pydantic.Field(discriminator="technique"),
 ]
 
-TRAINING_TECHNIQUES = ("prune", "cluster", "qat")
+TRAINING_TECHNIQUES = ("prune", "cluster", "qat", "factorize", "distill")
 CONVERSION_TECHNIQUES = ("quantize", "export")
 
 
 class RecipeConfig(StrictConfig):
-    """A named compression recipe: training-time steps (prune, cluster, qat) then one conversion step."""
+    """A named compression recipe: training-time steps (prune, cluster, qat, factorize, distill), then a conversion."""
 
     name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_]*$", description="Identifier, e.g. prune80_int8.")
     description: str = pydantic.Field("", description="One line for reports and the MLflow UI.")

@@ -24,7 +24,7 @@ from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, meas
 from edgeopt.components.evaluation.selection import selection_record
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
-from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.recipes.config import TRAINING_TECHNIQUES, RecipeConfig
 from edgeopt.components.recipes.job_notes import job_notes
 from edgeopt.components.registry import TECHNIQUES
 
@@ -73,7 +73,7 @@ def run_recipe(
         kwargs = {"data": data, "allow_unsafe": allow_unsafe if index == 0 else False}
         if step.technique == "quantize":
             kwargs["calibration_inputs"] = calibration_inputs
-        elif step.technique in ("prune", "cluster", "qat"):
+        elif step.technique in TRAINING_TECHNIQUES:
             kwargs["verbose"] = verbose
         started = time.perf_counter()
         try:

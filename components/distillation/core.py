@@ -1,0 +1,224 @@
+"""Knowledge distillation: a frozen teacher's softened outputs and the hard labels train a smaller student."""
+
+import importlib
+import importlib.util
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.components._shared.data import TrainingData, is_module_name
+from edgeopt.components._shared.errors import ConfigError, UnsupportedModelError
+from edgeopt.components._shared.keras_bootstrap import keras, tf
+from edgeopt.components._shared.model_io import load_keras_model, save_step_model
+from edgeopt.components._shared.topology import rebuild, require_rebuildable
+from edgeopt.components._shared.training import outputs_probabilities, set_seeds
+from edgeopt.components.distillation.config import DistillationConfig, StudentSource, TeacherOutputs
+
+logger = logging.getLogger(__name__)
+
+SCALED_LAYER_TYPES = ("Dense", "Conv2D")
+#: Probabilities are clipped here before the log that turns them into logits (log 0 is -inf).
+PROBABILITY_FLOOR = 1e-7
+
+
+@dataclass(frozen=True)
+class DistillationResult:
+    model_dir: str
+    student_source: str
+    teacher_params: int
+    student_params: int
+    param_ratio: float
+    train_accuracy: float
+    final_loss: float
+    #: Layer name -> (teacher width, student width), for students built by width scaling.
+    scaled_layers: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def as_logits(outputs, probabilities: bool):
+    """Logits from a model's outputs: log-probabilities differ from the logits by a constant, softmax ignores it."""
+    return tf.math.log(tf.clip_by_value(outputs, PROBABILITY_FLOOR, 1.0)) if probabilities else outputs
+
+
+def distillation_loss(labels, student_logits, teacher_logits, *, alpha: float, temperature: float):
+    """alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
+
+    T^2 keeps the soft term's gradients on the scale of the hard term's as T grows (Hinton et al., 2015).
+    """
+    hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+    teacher_log_soft = tf.nn.log_softmax(teacher_logits / temperature)
+    student_log_soft = tf.nn.log_softmax(student_logits / temperature)
+    soft = tf.reduce_sum(tf.exp(teacher_log_soft) * (teacher_log_soft - student_log_soft), axis=-1)
+    return alpha * tf.reduce_mean(hard) + (1.0 - alpha) * temperature**2 * tf.reduce_mean(soft)
+
+
+class Distiller(keras.Model):
+    """Trains `student` against a frozen `teacher`; calling it calls the student.
+
+    Fit it on (inputs, (labels, teacher_logits)) with cached teacher outputs, or on (inputs, labels) otherwise.
+    """
+
+    def __init__(self, student, teacher, *, alpha: float, temperature: float, cached: bool):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.alpha, self.temperature, self.cached = alpha, temperature, cached
+        self.student_probabilities = outputs_probabilities(student)
+        self.teacher_probabilities = outputs_probabilities(teacher)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        inputs, targets = data
+        if self.cached:
+            labels, teacher_logits = targets
+        else:
+            labels = targets
+            teacher_logits = as_logits(self.teacher(inputs, training=False), self.teacher_probabilities)
+        with tf.GradientTape() as tape:
+            student_logits = as_logits(self.student(inputs, training=True), self.student_probabilities)
+            loss = distillation_loss(
+                labels, student_logits, teacher_logits, alpha=self.alpha, temperature=self.temperature
+            )
+            if self.student.losses:
+                loss += tf.add_n(self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(labels, student_logits)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+
+def scale_width(teacher, width_multiplier: float):
+    """The teacher's architecture with every Dense/Conv2D width scaled, freshly initialized; the head (the last such
+    layer) keeps its width so the outputs still match. Returns the student and {layer: [teacher, student] width}."""
+    require_rebuildable(teacher, "distill with student: width", "student: saved_model or student: student_fn")
+    scalable = [layer.name for layer in teacher.layers if type(layer).__name__ in SCALED_LAYER_TYPES]
+    head = scalable[-1] if scalable else None
+    widths = {}
+
+    def replace(layer):
+        if layer.name not in scalable or layer.name == head:
+            return None
+        settings = layer.get_config()
+        key = "units" if "units" in settings else "filters"
+        widths[layer.name] = [settings[key], max(1, int(round(settings[key] * width_multiplier)))]
+        return [(type(layer).__name__, dict(settings, **{key: widths[layer.name][1]}))]
+
+    try:
+        student, _ = rebuild(teacher, replace)
+    except (ValueError, TypeError) as err:
+        raise UnsupportedModelError(
+            f"the teacher could not be rebuilt at width {width_multiplier} ({err}); a layer with a fixed shape "
+            "(Reshape, a skip connection to the input) depends on a scaled width: pass student: saved_model or "
+            "student: student_fn"
+        ) from err
+    return student, widths
+
+
+def _import_student_fn(module: str):
+    if is_module_name(module):
+        loaded = importlib.import_module(module)
+    else:
+        path = Path(module)
+        if not path.is_file():
+            raise ConfigError(f"DistillationConfig.student_module: {module} does not exist; pass a Python file")
+        spec = importlib.util.spec_from_file_location(f"edgeopt_student_module_{path.stem}", path)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+    student_fn = getattr(loaded, "student_fn", None)
+    if not callable(student_fn):
+        raise ConfigError(f"{module} defines no student_fn(); add one returning the (uncompiled) student model")
+    return student_fn
+
+
+def build_student(teacher, config: DistillationConfig, *, module_file: str | None, allow_unsafe: bool):
+    """The student the config names, checked to take the teacher's inputs and give its number of outputs."""
+    widths = {}
+    if config.student == StudentSource.WIDTH:
+        student, widths = scale_width(teacher, config.width_multiplier)
+    elif config.student == StudentSource.SAVED_MODEL:
+        student = load_keras_model(config.student_model_path, allow_unsafe=allow_unsafe)
+    else:
+        module = config.student_module or module_file
+        if not module:
+            raise ConfigError("student: student_fn needs student_module in the config or the step's module_file")
+        student = _import_student_fn(str(module))()
+        if not isinstance(student, keras.Model):
+            raise ConfigError(f"student_fn() in {module} returned {type(student).__name__}, not a tf.keras Model")
+    if tuple(student.output_shape) != tuple(teacher.output_shape) or (
+        tuple(student.input_shape) != tuple(teacher.input_shape)
+    ):
+        raise ConfigError(
+            f"the student maps {student.input_shape} -> {student.output_shape} but the teacher "
+            f"{teacher.input_shape} -> {teacher.output_shape}; build the student with the teacher's input and output"
+        )
+    return student, widths
+
+
+def distill(
+    model_path: str | os.PathLike,
+    config: DistillationConfig,
+    output_dir: str | os.PathLike,
+    *,
+    data: TrainingData,
+    module_file: str | None = None,
+    allow_unsafe: bool = False,
+    verbose: int = 2,
+) -> DistillationResult:
+    """Trains a student on the teacher's softened outputs and the labels, and saves the student.
+
+    Args:
+      model_path: the teacher, a SavedModel folder or .keras file; never modified.
+      config: where the student comes from, alpha, temperature and training settings.
+      output_dir: receives the student SavedModel (with edgeopt_step.json), atomically.
+      data: the training split trains the student.
+      module_file: the step's module file, where student: student_fn looks when student_module is unset.
+
+    Raises:
+      UnsupportedModelError: width scaling of a subclassed teacher or one of non-standard layers (before any work).
+      ConfigError: no student_fn, or a student whose inputs or outputs differ from the teacher's.
+
+    Example (the demo's digits CNN, 283,786 parameters; the student has 71,754):
+      >>> round(distill("model/", DistillationConfig(width_multiplier=0.5), "student/", data=data).param_ratio, 2)
+      0.25
+    """
+    teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    set_seeds(config.seed)
+    student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
+    inputs, labels = data.arrays(data.train_split)
+    cached = config.teacher_outputs == TeacherOutputs.CACHED
+    distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached)
+    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    targets = labels
+    if cached:
+        teacher_outputs = teacher.predict(inputs, batch_size=256, verbose=0)
+        targets = (labels, np.asarray(as_logits(teacher_outputs, distiller.teacher_probabilities)))
+    history = distiller.fit(
+        inputs, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=verbose
+    )
+    result = DistillationResult(
+        model_dir=str(output_dir),
+        student_source=config.student.value,
+        teacher_params=int(teacher.count_params()),
+        student_params=int(student.count_params()),
+        param_ratio=student.count_params() / teacher.count_params(),
+        train_accuracy=float(history.history["accuracy"][-1]),
+        final_loss=float(history.history["loss"][-1]),
+        scaled_layers=widths,
+    )
+    logger.info("distilled into %d parameters (%.1f%% of the teacher)", result.student_params, 100 * result.param_ratio)
+    save_step_model(student, output_dir, technique="distill", config=config, result=result.to_dict())
+    return result
