@@ -17,10 +17,6 @@ class ModelLoadError(EdgeoptError):
     """The model path does not hold a loadable Keras model."""
 
 
-class UnsupportedModelError(EdgeoptError):
-    """The model's structure does not allow this technique (e.g. a subclassed model where a rebuild is needed)."""
-
-
 class DataError(EdgeoptError):
     """Training, evaluation or calibration data is missing or does not match its spec."""
 
@@ -38,7 +34,8 @@ class TrackingError(EdgeoptError):
 
 
 class UnsupportedModelError(EdgeoptError):
-    """The model has a format or layers a recipe's techniques cannot handle; found before any work starts."""
+    """The model has a format, structure or layers a recipe's techniques cannot handle (e.g. a subclassed model where
+    a rebuild is needed); found before any work starts."""
 
 
 class TrainingDivergedError(EdgeoptError):
