@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,19 @@ def test_keras_file_with_a_truncated_member_is_a_typed_error(tmp_path, digits_da
     _assert_refused_before_output(
         tmp_path / "damaged.keras", tmp_path / "out", ModelLoadError, "save or download the model again", digits_data
     )
+
+
+def test_truncated_tflite_fails_as_a_typed_error_when_read(tmp_path, digits_data):
+    from edgeopt.components._shared.tflite_runtime import TfliteRunner
+
+    result = export_tflite(_save(tmp_path), ExportConfig(), tmp_path / "out", data=digits_data)
+    whole = Path(result.tflite_path).read_bytes()
+    (tmp_path / "half.tflite").write_bytes(whole[: len(whole) // 2])  # identifier intact, body cut
+    check_tflite_file(tmp_path / "half.tflite")  # the header check alone cannot see it
+    with pytest.raises(ModelLoadError, match=r"half.tflite is not a valid .tflite .* export it again"):
+        TfliteRunner(tmp_path / "half.tflite")
+
+
+def _save(tmp_path):
+    _digits_mlp().save(tmp_path / "model")
+    return tmp_path / "model"
