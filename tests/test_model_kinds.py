@@ -309,3 +309,28 @@ def test_too_few_weights_counts_nonzero_weights_and_channels():
     assert too_few_weights(np.ones((5, 2)), 16, per_channel=False, preserve_sparsity=False) == (
         "10 weights < 16 clusters; left unclustered"
     )
+
+
+def test_cli_runs_ptq_on_a_plain_saved_model_and_refuses_qat_without_a_traceback(
+    tmp_path, cancer_data, module_saved_model
+):
+    import json
+    import subprocess
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "configs" / "recipes"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("features:\n  - {key: x, shape: [30]}\nlabel_key: label\n")
+    result = subprocess.run(
+        ["edgeopt", "optimize", "--model", str(module_saved_model), "--examples", cancer_data.examples,
+         "--data-spec", str(spec), "--recipe", str(recipes / "ptq_int8.yaml"), "--recipe", str(recipes / "qat.yaml"),
+         "--out", str(tmp_path / "out"), "--no-tracking"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    # The exit status of a job with a refused recipe is the CLI's rule (issue 11 item 5), not asserted here.
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    records = {candidate["recipe"]: candidate for candidate in report["candidates"]}
+    assert records["ptq_int8"].get("error") is None and records["ptq_int8"]["accuracy"] > 0.9
+    assert records["qat"]["error"].startswith("UnsupportedModelError: recipe qat cannot run")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "recipe qat refused" in result.stdout + result.stderr

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -150,21 +151,29 @@ def _zip_format(path: Path) -> ModelFormat:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError) as err:  # ValueError: JSON or UTF-8 decoding
         raise ModelLoadError(f"{path} is a damaged .keras archive ({err}); save or download the model again") from err
     if "config.json" not in names:
         raise ModelLoadError(f"{path} is a zip without config.json, not a .keras model; save it with model.save()")
     version = str(metadata.get("keras_version", ""))
-    return ModelFormat.KERAS3_FILE if version.startswith("3.") else ModelFormat.TF_KERAS_FILE
+    if version.startswith("3.") or (not version and _has_keras3_input(_read_keras_file_config(path))):
+        return ModelFormat.KERAS3_FILE
+    return ModelFormat.TF_KERAS_FILE
+
+
+def _has_keras3_input(objects: list[dict]) -> bool:
+    """Keras 3 writes an InputLayer's shape as `batch_shape`; tf-keras as `batch_input_shape`."""
+    inputs = []
+    _walk_objects(objects, lambda obj: inputs.append(obj) if obj["class_name"] == "InputLayer" else None)
+    return any("batch_shape" in (obj.get("config") or {}) for obj in inputs)
 
 
 def _read_keras_file_config(path: Path) -> list[dict]:
-    with zipfile.ZipFile(path) as archive:
-        text = archive.read("config.json")
     try:
-        return [json.loads(text)]
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"{path}: config.json is not valid JSON ({err}); save the model again") from err
+        with zipfile.ZipFile(path) as archive:
+            return [json.loads(archive.read("config.json"))]
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError) as err:  # a damaged member fails its CRC
+        raise ModelLoadError(f"{path}: config.json cannot be read ({err}); save or download the model again") from err
 
 
 def _read_saved_model_metadata(path: Path) -> list[dict]:

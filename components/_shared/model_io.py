@@ -99,7 +99,7 @@ def load_keras_model(path: str | os.PathLike, *, allow_unsafe: bool = False, com
         )
     try:
         with _optimization_scope(), _keras_named(inspection) as load_path:
-            if inspection.format in (ModelFormat.TF_KERAS_FILE, ModelFormat.KERAS3_FILE):
+            if inspection.format == ModelFormat.TF_KERAS_FILE:
                 model = keras.models.load_model(load_path, compile=compile, safe_mode=not allow_unsafe)
             else:
                 model = keras.models.load_model(load_path, compile=compile)

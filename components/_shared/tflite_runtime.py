@@ -22,10 +22,14 @@ class TfliteRunner:
     def __init__(self, tflite_path: str | os.PathLike, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
+        from edgeopt.components._shared.errors import ModelLoadError
         from edgeopt.components._shared.model_format import check_tflite_file
 
         self.path = str(check_tflite_file(tflite_path))
-        self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        try:
+            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        except ValueError as err:  # LiteRT's flatbuffer verifier, e.g. on a truncated file
+            raise ModelLoadError(f"{self.path} is not a valid .tflite ({err}); export it again") from err
         signatures = self.interpreter.get_signature_list()
         if signatures:
             # The first (for a converted Keras model, the only: serving_default) signature runs subgraph 0, so its

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,33 @@ def test_function_from_a_non_keras_module_is_refused(tmp_path, digits_data):
     _assert_refused_before_output(
         forged, tmp_path / "out", UnsafeModelError, "function rmtree of module shutil", digits_data
     )
+
+
+def test_keras_file_with_a_truncated_member_is_a_typed_error(tmp_path, digits_data):
+    _digits_mlp().save(tmp_path / "model.keras")
+    data = bytearray((tmp_path / "model.keras").read_bytes())
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        config = archive.getinfo("config.json")
+    # flip bytes inside config.json's stored data: the central directory still lists it, its CRC fails on read
+    start = config.header_offset + 30 + len(config.filename) + len(config.extra) + 5
+    data[start : start + 8] = b"\xff" * 8
+    (tmp_path / "damaged.keras").write_bytes(bytes(data))
+    _assert_refused_before_output(
+        tmp_path / "damaged.keras", tmp_path / "out", ModelLoadError, "save or download the model again", digits_data
+    )
+
+
+def test_truncated_tflite_fails_as_a_typed_error_when_read(tmp_path, digits_data):
+    from edgeopt.components._shared.tflite_runtime import TfliteRunner
+
+    result = export_tflite(_save(tmp_path), ExportConfig(), tmp_path / "out", data=digits_data)
+    whole = Path(result.tflite_path).read_bytes()
+    (tmp_path / "half.tflite").write_bytes(whole[: len(whole) // 2])  # identifier intact, body cut
+    check_tflite_file(tmp_path / "half.tflite")  # the header check alone cannot see it
+    with pytest.raises(ModelLoadError, match=r"half.tflite is not a valid .tflite .* export it again"):
+        TfliteRunner(tmp_path / "half.tflite")
+
+
+def _save(tmp_path):
+    _digits_mlp().save(tmp_path / "model")
+    return tmp_path / "model"
