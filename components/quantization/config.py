@@ -51,6 +51,21 @@ class QuantizationConfig(StrictConfig):
         200, description="Training examples used as the representative dataset for calibrated modes."
     )
     calibration_seed: int = pydantic.Field(0, description="Seed for choosing the calibration examples.")
+    float_layers: list[str] = pydantic.Field(
+        default_factory=list,
+        description=(
+            "Names of Keras layers to keep in float inside a full_integer model (selective quantization through "
+            "TFLite's QuantizationDebugger); the rest stays int8. full_integer only."
+        ),
+    )
+    float_top_k: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Also keep the k layers with the largest int8 error (RMSE/scale, layer_sensitivity.json in the output) "
+            "in float. full_integer only."
+        ),
+    )
     validation: ValidationConfig = pydantic.Field(
         default_factory=ValidationConfig, description="Checks the .tflite against the Keras model."
     )
@@ -61,7 +76,16 @@ class QuantizationConfig(StrictConfig):
             raise ValueError(
                 "dense_granularity applies to int8 weights; float16 stores no scales (remove dense_granularity)"
             )
+        if self.keeps_float_layers and self.mode != QuantizationMode.FULL_INTEGER:
+            raise ValueError(
+                f"float_layers/float_top_k keep layers float inside a full_integer model, not {self.mode.value}; "
+                "set mode: full_integer or remove them"
+            )
         return self
+
+    @property
+    def keeps_float_layers(self) -> bool:
+        return bool(self.float_layers or self.float_top_k)
 
     @property
     def needs_calibration(self) -> bool:

@@ -75,6 +75,17 @@ def quantize(
     if config.needs_calibration and calibration_inputs is None:
         calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
     eval_inputs, _ = data.arrays(data.eval_split)
+    if config.keeps_float_layers:
+        from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
+
+        return quantize_keeping_float_layers(
+            model,
+            config,
+            output_dir,
+            configure=lambda converter: configure_converter(converter, config, calibration_inputs),
+            calibration_inputs=calibration_inputs,
+            validation_inputs=eval_inputs,
+        )
     return convert_and_validate(
         model,
         output_dir,
