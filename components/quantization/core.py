@@ -8,7 +8,12 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
-from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
+from edgeopt.components.quantization.config import (
+    INT4_MODES,
+    DenseGranularity,
+    QuantizationConfig,
+    QuantizationMode,
+)
 
 
 def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.ndarray:
@@ -20,6 +25,10 @@ def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.n
 
 def configure_converter(converter, config: QuantizationConfig, calibration_inputs: np.ndarray | None):
     """Sets the converter's options for one quantization mode."""
+    if config.mode in INT4_MODES:
+        from edgeopt.components.quantization.int4 import configure_int4
+
+        return configure_int4(converter, config)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration_inputs is not None:
 
