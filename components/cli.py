@@ -9,6 +9,7 @@ from pathlib import Path
 from edgeopt.components._shared.cli_args import add_model_and_data_args
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components.calibration import cli_commands as calibration_commands
+from edgeopt.components.search import cli_commands as search_commands
 from edgeopt.components.tracking import cli_commands as tracking_commands
 from edgeopt.pipelines import cli_commands as pipeline_commands
 
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=run_validate)
 
     calibration_commands.add_commands(commands)
+    search_commands.add_commands(commands)
     pipeline_commands.add_commands(commands)
     tracking_commands.add_commands(commands)
     return parser

@@ -1,0 +1,160 @@
+"""edgeopt search: a few real trials on the tiny CNN, the resume from search.db, the outputs and the CLI."""
+
+import csv
+import json
+
+import optuna
+import pytest
+
+from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components.cli import main
+from edgeopt.components.evaluation.config import EvaluationConfig
+from edgeopt.components.search import core as search_core
+from edgeopt.components.search.cli_commands import parse_budget
+from edgeopt.components.search.config import SearchConfig
+
+FAST_EVALUATION = EvaluationConfig(timed_runs=3, warmup_runs=1)
+PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_range"], "evaluation": FAST_EVALUATION}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"min_sparsity": 0.9, "max_sparsity": 0.6}, "min_sparsity 0.9 > max_sparsity 0.6"),
+        ({"min_clusters": 32, "max_clusters": 8}, "min_clusters 32 > max_clusters 8"),
+        ({"objectives": ["gzip_bytes", "gzip_bytes"]}, "objectives repeat"),
+        ({"objectives": ["gzip_bytes", "tflite_bytes", "latency_p50"]}, "at most 2 items"),
+        ({"quantize_modes": ["float16"]}, r"\['float16'\] are not searched"),
+        ({"families": ["distill"]}, "families.0"),
+    ],
+)
+def test_search_config_rejects_bad_spaces(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchConfig(**fields)
+
+
+def test_budget_flag_parses_the_accuracy_drop_and_names_the_fix():
+    assert parse_budget("max_accuracy_drop=0.5") == 0.5
+    with pytest.raises(ConfigError, match="max_accuracy_drop=1.0"):
+        parse_budget("max_size=3")
+    with pytest.raises(ConfigError, match="not a number"):
+        parse_budget("max_accuracy_drop=lots")
+
+
+def test_search_resumes_without_rerunning_finished_trials(tiny_model, digits_data, tmp_path, monkeypatch, unchanged):
+    unchanged(tiny_model)
+    recipes_run = []
+    real_run_recipe = search_core.run_recipe
+
+    def counting_run_recipe(model_path, recipe, *args, **kwargs):
+        recipes_run.append(recipe.name)
+        return real_run_recipe(model_path, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(search_core, "run_recipe", counting_run_recipe)
+    out = tmp_path / "search"
+    first = search_core.search(tiny_model, SearchConfig(trials=2, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    assert recipes_run == ["trial_0000", "trial_0001"]
+    assert first["search"]["trials"] == 2
+    started = {c["recipe"]: c["trial"] for c in first["candidates"]}
+
+    # The same folder and study with 4 trials in total: only trials 2 and 3 run.
+    second = search_core.search(tiny_model, SearchConfig(trials=4, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    assert recipes_run == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert second["search"]["trials"] == 4 and second["search"]["trials_this_run"] == 2
+    # Finished trials are read back from storage unchanged, not re-measured.
+    assert {c["recipe"]: c["trial"] for c in second["candidates"][:2]} == started
+
+    # Every trial is a real candidate measured against the float baseline, in optimize's report shape.
+    baseline = second["baseline"]
+    for candidate in second["candidates"]:
+        assert candidate["steps"] == ["quantize"]
+        assert (
+            candidate["tflite_bytes"] < baseline["tflite_bytes"] / 2.5
+        )  # int8 weights; graph overhead on a tiny model
+        assert candidate["accuracy_drop"] == pytest.approx((baseline["accuracy"] - candidate["accuracy"]) * 100)
+        assert candidate["gate"]["passed"] == (candidate["accuracy_drop"] <= 1.0)
+    winner = second["search"]["winner"]
+    within = [c for c in second["candidates"] if c["accuracy_drop"] <= 1.0]
+    assert winner == min(within, key=lambda c: (c["gzip_bytes"], -c["accuracy"]))["recipe"]
+
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["objective"] == "gzip_bytes"
+    front = pareto["front"]
+    assert [p["gzip_bytes"] for p in front] == sorted(p["gzip_bytes"] for p in front)
+    assert all(
+        a["accuracy"] < b["accuracy"] for a, b in zip(front, front[1:], strict=False)
+    )  # strictly better for more bytes
+    assert winner in [p["recipe"] for p in front]
+    with open(out / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["recipe"] for row in rows] == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "report.json").read_text())["search"]["winner"] == winner
+
+
+def test_a_stale_running_trial_is_marked_failed_and_not_counted(tiny_model, digits_data, tmp_path):
+    out = tmp_path / "search"
+    out.mkdir()
+    config = SearchConfig(trials=1, **PTQ_ONLY)
+    search_core.open_study(config, out).ask()  # a trial a killed process left RUNNING
+    report = search_core.search(tiny_model, config, out, data=digits_data, verbose=0)
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert [c["recipe"] for c in report["candidates"]] == ["trial_0001"]
+
+
+def test_resuming_with_other_objectives_is_refused(tmp_path):
+    SearchConfig(trials=1)
+    search_core.open_study(SearchConfig(objectives=["gzip_bytes"]), tmp_path)
+    with pytest.raises(ConfigError, match=r"minimises \['gzip_bytes'\], not \['latency_p50'\]"):
+        search_core.open_study(SearchConfig(objectives=["latency_p50"]), tmp_path)
+
+
+def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(
+        trials=1,
+        families=["prune"],
+        objectives=["gzip_bytes", "latency_p50"],
+        min_epochs=1,
+        max_epochs=1,
+        min_sparsity=0.6,
+        max_sparsity=0.6,
+        block_sizes=[(1, 1)],
+        evaluation=FAST_EVALUATION,
+    )
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    assert report["search"]["sampler"] == "NSGAIISampler"
+    (candidate,) = report["candidates"]
+    assert candidate["steps"] == ["prune", "quantize"]
+    prune_result = candidate["step_records"][0]["result"]
+    assert prune_result["achieved_sparsity"] == pytest.approx(0.6, abs=0.02)
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
+
+
+def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, tmp_path, capsys, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = [
+        "search", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",
+        "configs/data/digits.yaml", "--budget", "max_accuracy_drop=1.0", "--family", "ptq", "--trials", "2",
+        "--timed-runs", "3", "--warmup-runs", "1", "--out", str(out), "--tracking-uri", store, "--experiment", "s",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["winner"] and f"winner {report['search']['winner']}" in printed
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert sorted(run.info.run_name for run in children) == ["trial_0000", "trial_0001"]
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+    assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
+    assert "max_accuracy_drop=1.0" in capsys.readouterr().err
