@@ -158,3 +158,29 @@ def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, 
 
     assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
     assert "max_accuracy_drop=1.0" in capsys.readouterr().err
+
+
+def test_kfp_search_component_outputs_the_winner(tiny_model, digits_examples, tmp_path):
+    from kfp import dsl
+
+    from edgeopt.components.demo.digits import digits_data_spec
+    from edgeopt.components.search.kfp_component import search_model
+
+    def artifact(kind, name):
+        return kind(name=name, uri=str(tmp_path / name), metadata={})
+
+    best, results, metrics = artifact(dsl.Model, "best"), artifact(dsl.Artifact, "results"), artifact(dsl.Metrics, "m")
+    report = artifact(dsl.Markdown, "report.md")
+    search_model.python_func(
+        model=dsl.Model(name="model", uri=str(tiny_model), metadata={}),
+        examples=dsl.Dataset(name="examples", uri=str(digits_examples), metadata={}),
+        best_model=best, search_results=results, metrics=metrics, report=report,
+        config={"trials": 2, "families": ["ptq"], "evaluation": {"timed_runs": 3, "warmup_runs": 1}},
+        data_spec=digits_data_spec().to_dict(),
+    )  # fmt: skip
+    winner = json.loads((tmp_path / "results" / "report.json").read_text())["search"]["winner"]
+    assert winner and best.metadata["recipe"] == winner and results.metadata["winner"] == winner
+    winner_tflite = tmp_path / "results" / "trials" / winner / "00_quantize" / "model.tflite"
+    assert (tmp_path / "best" / "model.tflite").read_bytes() == winner_tflite.read_bytes()
+    assert metrics.metadata["trials"] == 2
+    assert winner in (tmp_path / "report.md").read_text()
