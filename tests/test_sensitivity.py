@@ -80,3 +80,32 @@ def test_float_layers_by_name_and_the_mode_rule(sensitive_model, digits_data, tm
             tmp_path,
             data=digits_data,
         )
+
+
+def test_sensitivity_artifacts_are_logged_on_the_candidate_run(sensitive_model, digits_data, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from edgeopt.components.evaluation.config import EvaluationConfig
+    from edgeopt.components.recipes.config import RecipeConfig
+    from edgeopt.components.recipes.core import optimize
+    from edgeopt.components.tracking.config import TrackingConfig
+    from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = RecipeConfig(
+        name="selective", steps=[{"technique": "quantize", "config": {**PER_TENSOR_INT8, **LENIENT, "float_top_k": 1}}]
+    )
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracked_job(TrackingConfig(tracking_uri=store), orchestrator="cli", output_dir=tmp_path, verbose=0) as job:
+        report = optimize(
+            sensitive_model, [recipe], tmp_path, data=digits_data, evaluation=EvaluationConfig(timed_runs=3), verbose=0
+        )
+        job.log_report(report)
+    client = MlflowClient(store)
+    (child,) = [
+        run
+        for run in client.search_runs([client.get_experiment_by_name("edgeopt").experiment_id])
+        if "mlflow.parentRunId" in run.data.tags
+    ]
+    logged = {item.path for item in client.list_artifacts(child.info.run_id, "sensitivity")}
+    assert logged == {"sensitivity/layer_sensitivity.json", "sensitivity/layer_sensitivity.png"}

@@ -44,6 +44,8 @@ from edgeopt.components.tracking.pareto import plot_pareto
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
 MODEL_ARTIFACT_PATH = "model"
+SENSITIVITY_ARTIFACT_PATH = "sensitivity"
+SENSITIVITY_FILES = ("layer_sensitivity.json", "layer_sensitivity.png")
 CALIBRATION_ARTIFACT_PATH = "calibration"
 CHAMPION_FOLDER = "champion"
 PARETO_PNG = "pareto.png"
@@ -575,6 +577,10 @@ class TrackedJob:
             _add_artifact(run, recipe_json)
             if candidate.get("tflite_path") and Path(candidate["tflite_path"]).is_file():
                 _add_artifact(run, candidate["tflite_path"], MODEL_ARTIFACT_PATH)
+            for step in candidate.get("step_records", []):  # selective quantization's layer ranking and plot
+                for name in SENSITIVITY_FILES:
+                    if (Path(step["output"]) / name).is_file():
+                        _add_artifact(run, Path(step["output"]) / name, SENSITIVITY_ARTIFACT_PATH)
             run.update(status="FAILED" if candidate.get("error") else "FINISHED", end_time=now)
             self.state["runs"].append(run)
 
