@@ -184,3 +184,19 @@ def test_kfp_search_component_outputs_the_winner(tiny_model, digits_examples, tm
     assert (tmp_path / "best" / "model.tflite").read_bytes() == winner_tflite.read_bytes()
     assert metrics.metadata["trials"] == 2
     assert winner in (tmp_path / "report.md").read_text()
+
+
+def test_fine_tuning_trials_are_pruned_on_per_epoch_accuracy(tiny_model, digits_data, tmp_path):
+    # A threshold below any possible drop: the pruner stops the trial at its first epoch after the warm-up one.
+    config = SearchConfig(
+        trials=1, families=["prune"], min_epochs=3, max_epochs=3, prune_trials_above_drop=-100.0,
+        evaluation=FAST_EVALUATION,
+    )  # fmt: skip
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    (trial,) = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}").trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [0, 1]  # epoch 1 (warm-up) and epoch 2, then stopped
+    (candidate,) = report["candidates"]
+    assert candidate["error"].startswith("TrialPruned: pruned after fine-tuning epoch 2: eval accuracy drop")
+    assert not (tmp_path / "trials" / "trial_0000" / "00_prune").exists()  # stopped inside fit: no output published
+    assert report["search"]["winner"] is None

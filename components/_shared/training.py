@@ -1,5 +1,7 @@
 """Fine-tuning shared by pruning, clustering and QAT: seeded, classification, one compiled loss."""
 
+import contextlib
+import contextvars
 import random
 
 import numpy as np
@@ -10,6 +12,19 @@ from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
 
 PRUNABLE_LAYER_TYPES = ("Dense", "Conv2D")
+# Callbacks a caller adds to every fine_tune inside `extra_fit_callbacks` (the search's per-epoch pruning reports),
+# without every technique's signature carrying them.
+_EXTRA_CALLBACKS = contextvars.ContextVar("edgeopt_extra_fit_callbacks", default=())
+
+
+@contextlib.contextmanager
+def extra_fit_callbacks(callbacks):
+    """Adds Keras `callbacks` to every `fine_tune` (prune, cluster, QAT) run inside the block."""
+    token = _EXTRA_CALLBACKS.set(tuple(callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
 
 
 def set_seeds(seed: int):
@@ -50,7 +65,7 @@ def fine_tune(
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *_EXTRA_CALLBACKS.get()],
         verbose=verbose,
     )
     return model

@@ -95,6 +95,14 @@ class SearchConfig(StrictConfig):
             "(QuantizationConfig.float_top_k); 0 never keeps any."
         ),
     )
+    prune_trials_above_drop: float | None = pydantic.Field(
+        10.0,
+        description=(
+            "One objective only: stop a fine-tuning trial when an epoch after its first ends with the Keras model's "
+            "eval accuracy more than this many points below the baseline (Optuna's ThresholdPruner on per-epoch "
+            "reports); null never stops a trial."
+        ),
+    )
     evaluation: EvaluationConfig = pydantic.Field(
         default_factory=lambda: EvaluationConfig(timed_runs=50, warmup_runs=5),
         description="How each trial's .tflite is measured (fewer timed runs than optimize's default).",

@@ -17,6 +17,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConfigError, EdgeoptError
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
+from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
@@ -29,6 +30,7 @@ from edgeopt.components.recipes.core import (
     write_report,
 )
 from edgeopt.components.search.config import ChainFamily, Objective, SearchConfig
+from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
 from edgeopt.components.tracking.pareto import pareto_front, plot_pareto
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ TRIALS_DIR = "trials"
 #: Trial user attribute holding the trial's report.json candidate record, so a resumed study rebuilds its report
 #: from storage without re-running finished trials.
 CANDIDATE_ATTR = "candidate"
-CONSTRAINT_ATTR = "budget_excess"
+#: The trial constraint: accuracy drop minus max_accuracy_drop (<= 0 is within budget; inf for failed trials).
+CONSTRAINT_KEY = "accuracy_drop_over_budget"
 WINNER_RULE = (
     "among trials whose accuracy drop is within max_accuracy_drop, the smallest on the first objective; "
     "ties go to the higher accuracy, then the earlier trial"
@@ -121,15 +124,24 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
 
 
 def _sampler(config: SearchConfig):
+    # Both samplers read the constraint every trial sets (budget excess, <= 0 feasible) and prefer feasible trials.
     optuna = _optuna()
-
-    def constraints(frozen_trial):
-        # <= 0 is feasible: the samplers prefer trials within the accuracy budget.
-        return [frozen_trial.user_attrs.get(CONSTRAINT_ATTR, float("inf"))]
-
     if len(config.objectives) == 1:
-        return optuna.samplers.TPESampler(seed=config.seed, constraints_func=constraints)
-    return optuna.samplers.NSGAIISampler(seed=config.seed, constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=config.seed)
+    return optuna.samplers.NSGAIISampler(seed=config.seed)
+
+
+def prunes_trials(config: SearchConfig) -> bool:
+    # Optuna prunes single-objective studies only (trial.should_prune is not defined for several objectives).
+    return config.prune_trials_above_drop is not None and len(config.objectives) == 1
+
+
+def _pruner(config: SearchConfig):
+    optuna = _optuna()
+    if not prunes_trials(config):
+        return optuna.pruners.NopPruner()
+    # n_warmup_steps=1: the first epoch of a pruning ramp or a fresh clustering often dips before it recovers.
+    return optuna.pruners.ThresholdPruner(upper=config.prune_trials_above_drop, n_warmup_steps=1)
 
 
 def open_study(config: SearchConfig, output_dir: str | os.PathLike):
@@ -144,6 +156,7 @@ def open_study(config: SearchConfig, output_dir: str | os.PathLike):
         storage=storage,
         load_if_exists=True,
         sampler=_sampler(config),
+        pruner=_pruner(config),
         directions=["minimize"] * len(config.objectives),
     )
     stored = study.user_attrs.get("objectives")
@@ -214,17 +227,23 @@ def search(
         recipe = suggest_recipe(trial, config)
         logger.info("trial %d: %s %s", trial.number, recipe.technique_chain, json.dumps(trial.params))
         started = time.perf_counter()
+        reporter = [ReportAccuracyDrop(trial, data, baseline.accuracy)] if prunes_trials(config) else []
+        pruned = None
         try:
-            tflite_path, steps = run_recipe(
-                model_path,
-                recipe,
-                output_dir / TRIALS_DIR / recipe.name,
-                data=data,
-                calibration_inputs=calibration_inputs,
-                allow_unsafe=allow_unsafe,
-                verbose=max(verbose - 1, 0),
-            )
+            with extra_fit_callbacks(reporter):
+                tflite_path, steps = run_recipe(
+                    model_path,
+                    recipe,
+                    output_dir / TRIALS_DIR / recipe.name,
+                    data=data,
+                    calibration_inputs=calibration_inputs,
+                    allow_unsafe=allow_unsafe,
+                    verbose=max(verbose - 1, 0),
+                )
             record = candidate_record(recipe, evaluate_tflite(tflite_path, data, config.evaluation), baseline, steps)
+        except optuna.TrialPruned as err:
+            logger.info("trial %d: %s", trial.number, err)
+            pruned, record = err, failed_record(recipe, err)
         except Exception as err:  # one failed trial must not end the study; it is reported with its reason
             if not isinstance(err, EdgeoptError):
                 logger.warning("trial %d failed unexpectedly:\n%s", trial.number, traceback.format_exc())
@@ -233,10 +252,13 @@ def search(
         trial_seconds.append(seconds)
         record["trial"] = {"number": trial.number, "params": dict(trial.params), "seconds": round(seconds, 3)}
         trial.set_user_attr(CANDIDATE_ATTR, record)
+        if pruned is not None:
+            trial.set_constraint(CONSTRAINT_KEY, float("inf"))
+            raise pruned
         if record.get("error"):
-            trial.set_user_attr(CONSTRAINT_ATTR, float("inf"))
+            trial.set_constraint(CONSTRAINT_KEY, float("inf"))
             raise _TrialFailedError(record["error"])
-        trial.set_user_attr(CONSTRAINT_ATTR, record["accuracy_drop"] - config.max_accuracy_drop)
+        trial.set_constraint(CONSTRAINT_KEY, record["accuracy_drop"] - config.max_accuracy_drop)
         values = [objective_value(record, objective) for objective in config.objectives]
         return values[0] if len(values) == 1 else values
 
