@@ -200,3 +200,38 @@ def test_fine_tuning_trials_are_pruned_on_per_epoch_accuracy(tiny_model, digits_
     assert candidate["error"].startswith("TrialPruned: pruned after fine-tuning epoch 2: eval accuracy drop")
     assert not (tmp_path / "trials" / "trial_0000" / "00_prune").exists()  # stopped inside fit: no output published
     assert report["search"]["winner"] is None
+
+
+def test_tfx_model_searcher_validates_early_and_outputs_the_winner(tiny_model, digits_examples, tmp_path):
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    from edgeopt.components._shared import tfx_component as face
+    from edgeopt.components.search.tfx_component import ModelSearcher, ModelSearcherExecutor
+
+    def channel(kind):
+        return types.Channel(type=kind)
+
+    with pytest.raises(ConfigError, match="SearchConfig.trials"):
+        ModelSearcher(channel(standard_artifacts.Model), channel(standard_artifacts.Examples), {"trials": 0},
+                      data_spec="configs/data/digits.yaml")  # fmt: skip
+
+    def artifact(kind, uri):
+        instance = kind()
+        instance.uri = str(uri)
+        return instance
+
+    output = artifact(standard_artifacts.Model, tmp_path / "best")
+    config = SearchConfig(trials=2, **PTQ_ONLY)
+    properties = face.data_source_properties(data_spec="configs/data/digits.yaml")
+    ModelSearcherExecutor().Do(
+        {face.MODEL_KEY: [artifact(standard_artifacts.Model, tiny_model)],
+         face.EXAMPLES_KEY: [artifact(standard_artifacts.Examples, digits_examples)]},
+        {face.OUTPUT_MODEL_KEY: [output]},
+        {face.CONFIG_KEY: config.to_json(), face.COMPONENT_VERSION_KEY: "test", **properties},
+    )  # fmt: skip
+    report = json.loads((tmp_path / "best" / "search" / "report.json").read_text())
+    winner = next(c for c in report["candidates"] if c["recipe"] == report["search"]["winner"])
+    assert output.get_string_custom_property("recipe") == winner["recipe"]
+    assert output.get_int_custom_property("gzip_bytes") == winner["gzip_bytes"]
+    assert (tmp_path / "best" / "Format-Serving" / "model.tflite").stat().st_size == winner["tflite_bytes"]
