@@ -235,3 +235,27 @@ def test_tfx_model_searcher_validates_early_and_outputs_the_winner(tiny_model, d
     assert output.get_string_custom_property("recipe") == winner["recipe"]
     assert output.get_int_custom_property("gzip_bytes") == winner["gzip_bytes"]
     assert (tmp_path / "best" / "Format-Serving" / "model.tflite").stat().st_size == winner["tflite_bytes"]
+
+
+@pytest.mark.parametrize(
+    ("params", "quantize"),
+    [
+        ({"family": "ptq", "mode": "int4_weight_only"}, {"mode": "int4_weight_only"}),
+        (
+            {"family": "ptq", "mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+            {"mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+        ),
+    ],
+)
+def test_suggested_recipes_are_valid_chains(params, quantize):
+    config = SearchConfig(quantize_modes=["full_integer", "int4_weight_only"], max_float_layers=2)
+    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(params), config)
+    assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == quantize
+    assert recipe.gate.max_accuracy_drop == 1.0
+
+    chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
+             "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1}  # fmt: skip
+    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
+    assert recipe.technique_chain == "prune+cluster+quantize"
+    assert recipe.steps[0].config.block_size == (4, 1) and recipe.steps[0].config.target_sparsity == 0.85
+    assert recipe.steps[1].config.number_of_clusters == 16 and recipe.steps[1].config.preserve_sparsity

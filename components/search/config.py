@@ -26,7 +26,12 @@ class ChainFamily(enum.StrEnum):
 
 
 #: Quantize modes the search may draw; float16 and int16x8 keep more bytes than int8 and are left to recipes.
-SEARCHABLE_MODES = (QuantizationMode.FULL_INTEGER, QuantizationMode.DYNAMIC_RANGE)
+SEARCHABLE_MODES = (
+    QuantizationMode.FULL_INTEGER,
+    QuantizationMode.DYNAMIC_RANGE,
+    QuantizationMode.INT4_WEIGHT_ONLY,
+    QuantizationMode.INT4_DYNAMIC,
+)
 
 
 class SearchConfig(StrictConfig):
@@ -62,9 +67,12 @@ class SearchConfig(StrictConfig):
         description="Technique chains to draw from: ptq, prune, cluster, prune_cluster (each ends in quantize).",
     )
     quantize_modes: list[QuantizationMode] = pydantic.Field(
-        default_factory=lambda: [QuantizationMode.FULL_INTEGER],
+        default_factory=lambda: [QuantizationMode.FULL_INTEGER, QuantizationMode.INT4_WEIGHT_ONLY],
         min_length=1,
-        description="Final quantize modes to draw from: full_integer and/or dynamic_range.",
+        description=(
+            "Final quantize modes to draw from: full_integer, dynamic_range, int4_weight_only, int4_dynamic (int4 "
+            "through AI Edge Quantizer, channelwise)."
+        ),
     )
     dense_granularities: list[DenseGranularity] = pydantic.Field(
         default_factory=lambda: list(DenseGranularity),
@@ -121,7 +129,7 @@ class SearchConfig(StrictConfig):
         unsupported = [mode.value for mode in self.quantize_modes if mode not in SEARCHABLE_MODES]
         if unsupported:
             raise ValueError(
-                f"quantize_modes {unsupported} are not searched; use full_integer or dynamic_range "
+                f"quantize_modes {unsupported} are not searched; use full_integer, dynamic_range or an int4 mode "
                 "(run float16 or int16x8 as a fixed recipe)"
             )
         return self

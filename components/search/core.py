@@ -21,6 +21,7 @@ from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
+from edgeopt.components.quantization.config import INT4_MODES, QuantizationMode
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import (
     candidate_record,
@@ -104,12 +105,10 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
             }
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
-    quantize = {
-        "mode": mode,
-        "dense_granularity": trial.suggest_categorical(
-            "dense_granularity", [g.value for g in config.dense_granularities]
-        ),
-    }
+    quantize: dict = {"mode": mode}
+    if QuantizationMode(mode) not in INT4_MODES:  # int4 scales are AI Edge Quantizer's, not the converter's
+        granularities = [g.value for g in config.dense_granularities]
+        quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
     if config.max_float_layers and mode == "full_integer":
         float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
         if float_top_k:
