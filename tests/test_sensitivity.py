@@ -45,6 +45,8 @@ def test_the_layer_with_a_huge_weight_ranks_first(sensitive_model, digits_data):
     inputs = pick_calibration_examples(digits_data, 100, 0)
     ranking = rank_layers(model, lambda converter: configure_converter(converter, config, inputs), inputs)
     assert ranking[0]["layer"] == "dense1"
+    # The last layer's op output is named after the signature; its weights still tie it to `logits`.
+    assert {"conv1", "conv2", "dense1", "logits"} <= {entry["layer"] for entry in ranking}
     others = [entry["rmse_over_scale"] for entry in ranking[1:]]
     assert ranking[0]["rmse_over_scale"] > 3 * max(others)
 

@@ -56,6 +56,28 @@ def layer_of_tensor(tensor_name: str, layer_names: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+def op_layers(keras_model, layer_names: list[str]) -> dict[str, str]:
+    """Output tensor name -> Keras layer for every op of the model's float .tflite.
+
+    Most ops' outputs carry their layer's name, but the model's last op is named after the signature
+    (`StatefulPartitionedCall:0`); its weights (inputs after the first, the activation) still carry the layer's name.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
+    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    layers = {}
+    # No public API lists ops; _get_ops_details is what LiteRT's own analyzer uses.
+    for op in interpreter._get_ops_details():
+        inputs = [names[i] for i in op["inputs"] if i in names]
+        outputs = [names[i] for i in op["outputs"] if i in names]
+        candidates = [layer_of_tensor(name, layer_names) for name in [*outputs, *inputs[1:], *inputs[:1]]]
+        layer = next((found for found in candidates if found), None)
+        if layer:
+            layers.update({name: layer for name in outputs})
+    return layers
+
+
 def rank_layers(keras_model, configure, inputs: np.ndarray) -> list[dict]:
     """Runs the debugger on `inputs` and ranks Keras layers by their worst op's RMSE/scale, most sensitive first.
 
@@ -75,11 +97,12 @@ def rank_layers(keras_model, configure, inputs: np.ndarray) -> list[dict]:
     except Exception as err:  # the debugger raises converter errors of many types
         raise ConversionError(f"layer sensitivity: the quantization debugger failed: {err}") from err
     layer_names = [layer.name for layer in keras_model.layers]
+    layers_by_output = op_layers(keras_model, layer_names)
     by_layer: dict[str, dict] = {}
     for row in csv.DictReader(io.StringIO(dump.getvalue())):
         scale = float(row["scale"] or "nan")
         mse = float(row["mean_squared_error"])
-        layer = layer_of_tensor(row["tensor_name"], layer_names)
+        layer = layers_by_output.get(row["tensor_name"]) or layer_of_tensor(row["tensor_name"], layer_names)
         if layer is None or not scale > 0:
             continue
         entry = by_layer.setdefault(layer, {"layer": layer, "rmse_over_scale": -1.0, "tensors": [], "op_names": []})
