@@ -1,5 +1,6 @@
 """`edgeopt search`: the budgeted search from the command line, tracked like `optimize`."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -51,6 +52,12 @@ def run_search(args) -> int:
     from edgeopt.components.search.core import PARETO_JSON, TRIALS_MD, search
 
     config = search_config(args)
+    progress = logging.getLogger("edgeopt.components.search")
+    if args.verbose and not progress.handlers:  # the core logs each trial; the CLI shows those lines as progress
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[edgeopt] %(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
     data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
     out = Path(args.out)
     report = search(
