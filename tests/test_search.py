@@ -259,3 +259,20 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     assert recipe.technique_chain == "prune+cluster+quantize"
     assert recipe.steps[0].config.block_size == (4, 1) and recipe.steps[0].config.target_sparsity == 0.85
     assert recipe.steps[1].config.number_of_clusters == 16 and recipe.steps[1].config.preserve_sparsity
+
+
+def test_cli_flags_override_the_config_yaml(tmp_path):
+    from edgeopt.components.cli import build_parser
+    from edgeopt.components.search.cli_commands import search_config
+
+    yaml_path = tmp_path / "search.yaml"
+    yaml_path.write_text("trials: 30\nfamilies: [prune]\nmax_accuracy_drop: 0.5\nmin_sparsity: 0.7\n")
+    args = build_parser().parse_args(
+        ["search", "--model", "m", "--examples", "e", "--data-spec", "d.yaml", "--out", "o", "--config", str(yaml_path),
+         "--trials", "3", "--objective", "tflite_bytes", "--objective", "latency_p50", "--timed-runs", "7"]
+    )  # fmt: skip
+    config = search_config(args)
+    assert (config.trials, config.max_accuracy_drop, config.min_sparsity) == (3, 0.5, 0.7)
+    assert [f.value for f in config.families] == ["prune"]
+    assert [o.value for o in config.objectives] == ["tflite_bytes", "latency_p50"]
+    assert config.evaluation.timed_runs == 7
