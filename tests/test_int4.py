@@ -55,3 +55,18 @@ def test_int4_config_rules_and_unmatched_layers(tiny_model, digits_data, tmp_pat
             tiny_model, QuantizationConfig(mode="int4_weight_only", int8_layers=["logits"]), tmp_path, data=digits_data
         )
     assert not tmp_path.joinpath("model.tflite").exists()
+
+
+@pytest.mark.parametrize(("mode", "activation"), [("aeq_static_int8", "int8"), ("aeq_static_int16x8", "int16")])
+def test_ai_edge_quantizer_static_modes_calibrate_and_agree_with_keras(
+    tiny_model, digits_data, tmp_path, mode, activation
+):
+    import numpy as np
+
+    from edgeopt.components._shared.tflite_runtime import TfliteRunner
+
+    result = quantize(tiny_model, QuantizationConfig(mode=mode, calibration_examples=64), tmp_path, data=digits_data)
+    assert result.top1_agreement >= 0.95
+    assert TfliteRunner(result.tflite_path).input_dtype == np.dtype(activation)
+    assert {"conv2", "dense1"} <= {name.split("/")[1] for name, kind in kernel_types(result.tflite_path).items()
+                                   if kind == "INT8" and "/" in name}  # fmt: skip

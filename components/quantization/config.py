@@ -16,6 +16,8 @@ class QuantizationMode(enum.StrEnum):
     INT16X8 = "int16x8"
     INT4_WEIGHT_ONLY = "int4_weight_only"
     INT4_DYNAMIC = "int4_dynamic"
+    AEQ_STATIC_INT8 = "aeq_static_int8"
+    AEQ_STATIC_INT16X8 = "aeq_static_int16x8"
 
 
 class DenseGranularity(enum.StrEnum):
@@ -31,10 +33,12 @@ class Int4Granularity(enum.StrEnum):
 
 #: Modes run by LiteRT's AI Edge Quantizer on the float .tflite instead of by the TFLite converter.
 INT4_MODES = frozenset({QuantizationMode.INT4_WEIGHT_ONLY, QuantizationMode.INT4_DYNAMIC})
+AEQ_STATIC_MODES = frozenset({QuantizationMode.AEQ_STATIC_INT8, QuantizationMode.AEQ_STATIC_INT16X8})
+AEQ_MODES = INT4_MODES | AEQ_STATIC_MODES
 
 #: Modes whose activation ranges come from a representative dataset.
 CALIBRATED_MODES = frozenset(
-    {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8}
+    {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8} | AEQ_STATIC_MODES
 )
 
 
@@ -48,7 +52,8 @@ class QuantizationConfig(StrictConfig):
             "full_integer_int8_io: as full_integer with int8 input and output (integer-only hardware); "
             "float16: float16 weights; int16x8: int8 weights, int16 activations; int4_weight_only: int4 weights "
             "dequantized to float before each op (AI Edge Quantizer); int4_dynamic: int4 weights, activations "
-            "quantized on the fly (AI Edge Quantizer)."
+            "quantized on the fly (AI Edge Quantizer); aeq_static_int8 / aeq_static_int16x8: AI Edge Quantizer's "
+            "calibrated static-range int8 weights with int8 / int16 activations (quantized I/O)."
         ),
     )
     dense_granularity: DenseGranularity = pydantic.Field(
@@ -100,9 +105,10 @@ class QuantizationConfig(StrictConfig):
             raise ValueError(
                 "dense_granularity applies to int8 weights; float16 stores no scales (remove dense_granularity)"
             )
-        if self.mode in INT4_MODES and self.dense_granularity != DenseGranularity.PER_CHANNEL:
+        if self.mode in AEQ_MODES and self.dense_granularity != DenseGranularity.PER_CHANNEL:
             raise ValueError(
-                "dense_granularity sets the TFLite converter's int8 Dense scales; int4 modes use int4_granularity"
+                "dense_granularity sets the TFLite converter's int8 Dense scales; AI Edge Quantizer modes "
+                f"({self.mode.value}) choose their own (remove dense_granularity)"
             )
         int4_only = self.int8_layers or self.int4_granularity != Int4Granularity.CHANNELWISE
         if int4_only and self.mode not in INT4_MODES:

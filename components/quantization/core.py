@@ -9,7 +9,7 @@ from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import (
-    INT4_MODES,
+    AEQ_MODES,
     DenseGranularity,
     QuantizationConfig,
     QuantizationMode,
@@ -25,10 +25,10 @@ def pick_calibration_examples(data: TrainingData, count: int, seed: int) -> np.n
 
 def configure_converter(converter, config: QuantizationConfig, calibration_inputs: np.ndarray | None):
     """Sets the converter's options for one quantization mode."""
-    if config.mode in INT4_MODES:
-        from edgeopt.components.quantization.int4 import configure_int4
+    if config.mode in AEQ_MODES:
+        from edgeopt.components.quantization.int4 import configure_ai_edge_quantizer
 
-        return configure_int4(converter, config)
+        return configure_ai_edge_quantizer(converter, config, calibration_inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration_inputs is not None:
 

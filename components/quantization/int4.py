@@ -1,10 +1,18 @@
-"""int4 weights through LiteRT's AI Edge Quantizer, applied to the converter's float .tflite: the second
-quantization backend. It works on any .tflite, so it serves every model edgeopt can convert."""
+"""LiteRT's AI Edge Quantizer, applied to the converter's float .tflite: the second quantization backend (int4
+weights, mixed int4/int8, and its calibrated static-range modes). It works on any .tflite, so it serves every model
+edgeopt can convert."""
 
 import logging
 
+import numpy as np
+
 from edgeopt.components._shared.errors import ConfigError, ConversionError
-from edgeopt.components.quantization.config import Int4Granularity, QuantizationConfig, QuantizationMode
+from edgeopt.components.quantization.config import (
+    AEQ_STATIC_MODES,
+    Int4Granularity,
+    QuantizationConfig,
+    QuantizationMode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +26,13 @@ def _quantizer_modules():
 
 
 def int4_recipe(config: QuantizationConfig) -> list[dict]:
-    """The AI Edge Quantizer recipe: int4 weights on every supported op, int8 on the ops of `config.int8_layers`."""
+    """The AI Edge Quantizer recipe: int4 weights on every supported op, int8 on the ops of `config.int8_layers`;
+    for the static modes, the library's own static-range preset."""
     qtyping, _, recipe_manager = _quantizer_modules()
+    if config.mode in AEQ_STATIC_MODES:
+        from ai_edge_quantizer import recipe
+
+        return recipe.static_wi8_ai8() if config.mode == QuantizationMode.AEQ_STATIC_INT8 else recipe.static_wi8_ai16()
     granularity = {
         Int4Granularity.CHANNELWISE: qtyping.QuantGranularity.CHANNELWISE,
         Int4Granularity.BLOCKWISE_32: qtyping.QuantGranularity.BLOCKWISE_32,
@@ -55,24 +68,43 @@ def check_int8_layers(flatbuffer: bytes, config: QuantizationConfig):
         )
 
 
-def quantize_int4(float_flatbuffer: bytes, config: QuantizationConfig) -> bytes:
-    """Quantizes a float .tflite's weights to int4 (int8 on `int8_layers`) and returns the new flatbuffer."""
+def _calibration_data(flatbuffer: bytes, calibration_inputs) -> dict:
+    """AI Edge Quantizer's calibration format: {signature: [{input name: one example}, ...]} (single-input models)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=flatbuffer).get_signature_list()
+    signature = next(iter(signatures))
+    inputs = signatures[signature]["inputs"]
+    if len(inputs) != 1:
+        raise ConfigError(f"AI Edge Quantizer static modes calibrate single-input models; this one has {inputs}")
+    return {signature: [{inputs[0]: example[np.newaxis].astype(np.float32)} for example in calibration_inputs]}
+
+
+def quantize_with_ai_edge_quantizer(float_flatbuffer: bytes, config: QuantizationConfig, calibration_inputs=None):
+    """Quantizes a float .tflite with AI Edge Quantizer (int4 weights, int8 on `int8_layers`, or a calibrated static
+    mode) and returns the new flatbuffer."""
     _, quantizer, _ = _quantizer_modules()
     check_int8_layers(float_flatbuffer, config)
     try:
-        result = quantizer.Quantizer(float_flatbuffer, int4_recipe(config)).quantize(enable_progress_report=False)
+        model = quantizer.Quantizer(float_flatbuffer, int4_recipe(config))
+        calibration = None
+        if config.mode in AEQ_STATIC_MODES:
+            calibration = model.calibrate(_calibration_data(float_flatbuffer, calibration_inputs))
+        result = model.quantize(calibration, enable_progress_report=False)
+    except ConfigError:
+        raise
     except Exception as err:  # the quantizer raises ValueError, RuntimeError and its own types
         raise ConversionError(f"quantize[{config.mode.value}]: AI Edge Quantizer failed: {err}") from err
     return bytes(result.quantized_model)
 
 
-def configure_int4(converter, config: QuantizationConfig):
-    """Converts to float, quantizes to int4 and makes the converter's `convert()` return the result, so
-    convert_and_validate checks the int4 .tflite against the Keras model like any other conversion. The work runs
+def configure_ai_edge_quantizer(converter, config: QuantizationConfig, calibration_inputs=None):
+    """Converts to float, quantizes with AI Edge Quantizer and makes the converter's `convert()` return the result,
+    so convert_and_validate checks the .tflite against the Keras model like any other conversion. The work runs
     here, before convert_and_validate's conversion try-block, so an unmatched int8 layer stays a ConfigError."""
     try:
         float_flatbuffer = converter.convert()
     except Exception as err:  # the converter raises a zoo of types
         raise ConversionError(f"quantize[{config.mode.value}]: float TFLite conversion failed: {err}") from err
-    int4_flatbuffer = quantize_int4(float_flatbuffer, config)
-    converter.convert = lambda: int4_flatbuffer
+    quantized = quantize_with_ai_edge_quantizer(float_flatbuffer, config, calibration_inputs)
+    converter.convert = lambda: quantized
