@@ -107,7 +107,6 @@ def test_a_stale_running_trial_is_marked_failed_and_not_counted(tiny_model, digi
 
 
 def test_resuming_with_other_objectives_is_refused(tmp_path):
-    SearchConfig(trials=1)
     search_core.open_study(SearchConfig(objectives=["gzip_bytes"]), tmp_path)
     with pytest.raises(ConfigError, match=r"minimises \['gzip_bytes'\], not \['latency_p50'\]"):
         search_core.open_study(SearchConfig(objectives=["latency_p50"]), tmp_path)
