@@ -48,6 +48,7 @@ setup(
         "kfp": ["kfp>=2.17,<2.18"],
         "mlflow": ["mlflow>=3,<4"],
         "beam": ["apache-beam[gcp]>=2.77,<2.78"],
+        "search": ["optuna>=5,<6", "ai-edge-quantizer>=0.10,<0.11"],
         "test": ["pytest", "ruff"],
     },
     entry_points={"console_scripts": ["edgeopt=edgeopt.components.cli:main"]},

@@ -19,6 +19,7 @@ from edgeopt.components.cli_jobs import (
     load_recipes,
     run_job,
 )
+from edgeopt.components.search import cli_commands as search_commands
 from edgeopt.components.tracking import cli_commands as tracking_commands
 from edgeopt.pipelines import cli_commands as pipeline_commands
 
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=run_validate)
 
     calibration_commands.add_commands(commands)
+    search_commands.add_commands(commands)
     pipeline_commands.add_commands(commands)
     tracking_commands.add_commands(commands)
     return parser

@@ -32,6 +32,7 @@ README_CONFIGS = {
     ],
     "recipes": ["edgeopt.components.recipes.config.RecipeConfig"],
     "tracking": ["edgeopt.components.tracking.config.TrackingConfig"],
+    "search": ["edgeopt.components.search.config.SearchConfig"],
 }
 
 

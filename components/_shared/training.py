@@ -1,5 +1,7 @@
 """Fine-tuning shared by pruning, clustering and QAT: seeded, with the loss of the data's task."""
 
+import contextlib
+import contextvars
 import random
 
 import numpy as np
@@ -12,6 +14,19 @@ from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components._shared.tasks import Task, TaskSpec, match_output_name
 
 PRUNABLE_LAYER_TYPES = ("Dense", "Conv2D")
+# Callbacks a caller adds to every fine_tune inside `extra_fit_callbacks` (the search's per-epoch pruning reports),
+# without every technique's signature carrying them.
+_EXTRA_CALLBACKS = contextvars.ContextVar("edgeopt_extra_fit_callbacks", default=())
+
+
+@contextlib.contextmanager
+def extra_fit_callbacks(callbacks):
+    """Adds Keras `callbacks` to every `fine_tune` (prune, cluster, QAT) run inside the block."""
+    token = _EXTRA_CALLBACKS.set(tuple(callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
 
 
 def set_seeds(seed: int):
@@ -101,7 +116,7 @@ def fine_tune(
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,
-        callbacks=[StopOnNonFiniteLoss(), *callbacks],
+        callbacks=[StopOnNonFiniteLoss(), *callbacks, *_EXTRA_CALLBACKS.get()],
         verbose=verbose,
     )
     if output is not None:  # Keras prefixes per-output metrics; keep the name callers read

@@ -14,6 +14,10 @@ class QuantizationMode(enum.StrEnum):
     FULL_INTEGER_INT8_IO = "full_integer_int8_io"
     FLOAT16 = "float16"
     INT16X8 = "int16x8"
+    INT4_WEIGHT_ONLY = "int4_weight_only"
+    INT4_DYNAMIC = "int4_dynamic"
+    AEQ_STATIC_INT8 = "aeq_static_int8"
+    AEQ_STATIC_INT16X8 = "aeq_static_int16x8"
 
 
 class DenseGranularity(enum.StrEnum):
@@ -21,9 +25,20 @@ class DenseGranularity(enum.StrEnum):
     PER_TENSOR = "per_tensor"
 
 
+class Int4Granularity(enum.StrEnum):
+    CHANNELWISE = "channelwise"
+    BLOCKWISE_32 = "blockwise_32"
+    BLOCKWISE_64 = "blockwise_64"
+
+
+#: Modes run by LiteRT's AI Edge Quantizer on the float .tflite instead of by the TFLite converter.
+INT4_MODES = frozenset({QuantizationMode.INT4_WEIGHT_ONLY, QuantizationMode.INT4_DYNAMIC})
+AEQ_STATIC_MODES = frozenset({QuantizationMode.AEQ_STATIC_INT8, QuantizationMode.AEQ_STATIC_INT16X8})
+AEQ_MODES = INT4_MODES | AEQ_STATIC_MODES
+
 #: Modes whose activation ranges come from a representative dataset.
 CALIBRATED_MODES = frozenset(
-    {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8}
+    {QuantizationMode.FULL_INTEGER, QuantizationMode.FULL_INTEGER_INT8_IO, QuantizationMode.INT16X8} | AEQ_STATIC_MODES
 )
 
 
@@ -35,7 +50,10 @@ class QuantizationConfig(StrictConfig):
         description=(
             "dynamic_range: int8 weights, float activations; full_integer: int8 weights and activations, float I/O; "
             "full_integer_int8_io: as full_integer with int8 input and output (integer-only hardware); "
-            "float16: float16 weights; int16x8: int8 weights, int16 activations."
+            "float16: float16 weights; int16x8: int8 weights, int16 activations; int4_weight_only: int4 weights "
+            "dequantized to float before each op (AI Edge Quantizer); int4_dynamic: int4 weights, activations "
+            "quantized on the fly (AI Edge Quantizer); aeq_static_int8 / aeq_static_int16x8: AI Edge Quantizer's "
+            "calibrated static-range int8 weights with int8 / int16 activations (quantized I/O)."
         ),
     )
     dense_granularity: DenseGranularity = pydantic.Field(
@@ -51,6 +69,32 @@ class QuantizationConfig(StrictConfig):
         200, description="Training examples used as the representative dataset for calibrated modes."
     )
     calibration_seed: int = pydantic.Field(0, description="Seed for choosing the calibration examples.")
+    float_layers: list[str] = pydantic.Field(
+        default_factory=list,
+        description=(
+            "Names of Keras layers to keep in float inside a full_integer model (selective quantization through "
+            "TFLite's QuantizationDebugger); the rest stays int8. full_integer only."
+        ),
+    )
+    float_top_k: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Also keep the k layers with the largest int8 error (RMSE/scale, layer_sensitivity.json in the output) "
+            "in float. full_integer only."
+        ),
+    )
+    int4_granularity: Int4Granularity = pydantic.Field(
+        Int4Granularity.CHANNELWISE,
+        description=(
+            "Scales of int4 weights: channelwise (one per output channel) or blockwise_32/64 (one per block of 32/64 "
+            "input weights: more accurate, larger; int4_dynamic only). int4 modes only."
+        ),
+    )
+    int8_layers: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Keras layer names whose weights stay int8 in an int4 model (mixed int4/int8). int4 modes only.",
+    )
     validation: ValidationConfig = pydantic.Field(
         default_factory=ValidationConfig, description="Checks the .tflite against the Keras model."
     )
@@ -61,7 +105,30 @@ class QuantizationConfig(StrictConfig):
             raise ValueError(
                 "dense_granularity applies to int8 weights; float16 stores no scales (remove dense_granularity)"
             )
+        if self.mode in AEQ_MODES and self.dense_granularity != DenseGranularity.PER_CHANNEL:
+            raise ValueError(
+                "dense_granularity sets the TFLite converter's int8 Dense scales; AI Edge Quantizer modes "
+                f"({self.mode.value}) choose their own (remove dense_granularity)"
+            )
+        int4_only = self.int8_layers or self.int4_granularity != Int4Granularity.CHANNELWISE
+        if int4_only and self.mode not in INT4_MODES:
+            raise ValueError(
+                f"int4_granularity and int8_layers apply to int4_weight_only/int4_dynamic, not {self.mode.value}; "
+                "remove them or choose an int4 mode"
+            )
+        if self.mode == QuantizationMode.INT4_WEIGHT_ONLY and self.int4_granularity != Int4Granularity.CHANNELWISE:
+            # AI Edge Quantizer 0.10 leaves every op float for weight-only blockwise (measured on the digits CNN).
+            raise ValueError("blockwise int4 needs mode int4_dynamic; int4_weight_only is channelwise only")
+        if self.keeps_float_layers and self.mode != QuantizationMode.FULL_INTEGER:
+            raise ValueError(
+                f"float_layers/float_top_k keep layers float inside a full_integer model, not {self.mode.value}; "
+                "set mode: full_integer or remove them"
+            )
         return self
+
+    @property
+    def keeps_float_layers(self) -> bool:
+        return bool(self.float_layers or self.float_top_k)
 
     @property
     def needs_calibration(self) -> bool:

@@ -6,9 +6,15 @@ import numpy as np
 
 from edgeopt.components._shared.data import Inputs, TrainingData, count, select
 from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components._shared.model_source import open_conversion_source
+from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.model_source import KerasSource, open_conversion_source
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
-from edgeopt.components.quantization.config import DenseGranularity, QuantizationConfig, QuantizationMode
+from edgeopt.components.quantization.config import (
+    AEQ_MODES,
+    DenseGranularity,
+    QuantizationConfig,
+    QuantizationMode,
+)
 
 
 def pick_calibration_examples(data: TrainingData, size: int, seed: int) -> Inputs:
@@ -32,6 +38,10 @@ def representative_examples(calibration_inputs: Inputs):
 
 def configure_converter(converter, config: QuantizationConfig, calibration_inputs: Inputs | None):
     """Sets the converter's options for one quantization mode."""
+    if config.mode in AEQ_MODES:
+        from edgeopt.components.quantization.int4 import configure_ai_edge_quantizer
+
+        return configure_ai_edge_quantizer(converter, config, calibration_inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration_inputs is not None:
         converter.representative_dataset = lambda: representative_examples(calibration_inputs)
@@ -85,6 +95,22 @@ def quantize(
         if calibration_inputs is not None:
             calibration_inputs = source.adapt_inputs(calibration_inputs)
         eval_inputs, _ = data.arrays(data.eval_split)
+        if config.keeps_float_layers:
+            from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
+
+            if not isinstance(source, KerasSource):
+                raise ConfigError(
+                    f"float_layers/float_top_k need a tf-keras model, {model_path} converts from its "
+                    "SavedModel signature; drop them, or save the model with tf-keras"
+                )
+            return quantize_keeping_float_layers(
+                source.model,
+                config,
+                output_dir,
+                configure=lambda converter: configure_converter(converter, config, calibration_inputs),
+                calibration_inputs=calibration_inputs,
+                validation_inputs=eval_inputs,
+            )
         return convert_and_validate(
             source,
             output_dir,

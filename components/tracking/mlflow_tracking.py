@@ -73,6 +73,8 @@ __all__ = [  # the public names of the tracking package, importable from here as
     "tracked_job",
 ]
 
+SENSITIVITY_ARTIFACT_PATH = "sensitivity"
+SENSITIVITY_FILES = ("layer_sensitivity.json", "layer_sensitivity.png")
 CALIBRATION_ARTIFACT_PATH = "calibration"
 CHAMPION_FOLDER = "champion"
 PARETO_PNG = "pareto.png"
@@ -332,6 +334,10 @@ class TrackedJob:
                     candidate["tflite_path"], staging, MODEL_ARTIFACT_PATH
                 ):
                     _add_artifact(run, path, folder)
+            for step in candidate.get("step_records", []):  # selective quantization's layer ranking and plot
+                for name in SENSITIVITY_FILES:
+                    if (Path(step["output"]) / name).is_file():
+                        _add_artifact(run, Path(step["output"]) / name, SENSITIVITY_ARTIFACT_PATH)
             run.update(status="FAILED" if candidate.get("error") else "FINISHED", end_time=now)
             self.state["runs"].append(run)
 

@@ -1,0 +1,135 @@
+"""SearchConfig: a budgeted search over technique chains and their hyperparameters with Optuna."""
+
+import enum
+
+import pydantic
+
+from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components.clustering.config import CentroidInit
+from edgeopt.components.evaluation.config import EvaluationConfig
+from edgeopt.components.quantization.config import DenseGranularity, QuantizationMode
+
+
+class Objective(enum.StrEnum):
+    GZIP_BYTES = "gzip_bytes"
+    TFLITE_BYTES = "tflite_bytes"
+    LATENCY_P50 = "latency_p50"
+
+
+class ChainFamily(enum.StrEnum):
+    """The technique chains a trial may draw; each ends in a quantize step."""
+
+    PTQ = "ptq"
+    PRUNE = "prune"
+    CLUSTER = "cluster"
+    PRUNE_CLUSTER = "prune_cluster"
+
+
+#: Quantize modes the search may draw; float16 and int16x8 keep more bytes than int8 and are left to recipes.
+SEARCHABLE_MODES = (
+    QuantizationMode.FULL_INTEGER,
+    QuantizationMode.DYNAMIC_RANGE,
+    QuantizationMode.INT4_WEIGHT_ONLY,
+    QuantizationMode.INT4_DYNAMIC,
+)
+
+
+class SearchConfig(StrictConfig):
+    """What `edgeopt search` explores, what it minimises, and the accuracy budget every winner must meet."""
+
+    max_accuracy_drop: float = pydantic.Field(
+        1.0, ge=0, description="Budget: largest accepted accuracy drop (points) against the float baseline."
+    )
+    objectives: list[Objective] = pydantic.Field(
+        default_factory=lambda: [Objective.GZIP_BYTES],
+        min_length=1,
+        max_length=2,
+        description=(
+            "What to minimise: one objective uses Optuna's TPE sampler, two use NSGA-II. The winner is the trial "
+            "within the budget that is smallest on the first objective."
+        ),
+    )
+    trials: pydantic.PositiveInt = pydantic.Field(
+        20, description="Total trials in the study, counting trials of earlier runs of the same study (resume)."
+    )
+    timeout_s: float | None = pydantic.Field(
+        None, gt=0, description="Stop starting new trials after this many seconds (null: no limit)."
+    )
+    seed: int = pydantic.Field(0, description="Seed of the sampler and of every trial's fine-tuning.")
+    study_name: str = pydantic.Field(
+        "edgeopt-search",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Name of the study in OUT/search.db; rerunning with the same name resumes it.",
+    )
+    families: list[ChainFamily] = pydantic.Field(
+        default_factory=lambda: list(ChainFamily),
+        min_length=1,
+        description="Technique chains to draw from: ptq, prune, cluster, prune_cluster (each ends in quantize).",
+    )
+    quantize_modes: list[QuantizationMode] = pydantic.Field(
+        default_factory=lambda: [QuantizationMode.FULL_INTEGER, QuantizationMode.INT4_WEIGHT_ONLY],
+        min_length=1,
+        description=(
+            "Final quantize modes to draw from: full_integer, dynamic_range, int4_weight_only, int4_dynamic (int4 "
+            "through AI Edge Quantizer, channelwise)."
+        ),
+    )
+    dense_granularities: list[DenseGranularity] = pydantic.Field(
+        default_factory=lambda: list(DenseGranularity),
+        min_length=1,
+        description="Dense kernel scale granularities to draw from (per_channel, per_tensor).",
+    )
+    min_sparsity: float = pydantic.Field(0.5, gt=0, lt=1, description="Lowest pruning target sparsity drawn.")
+    max_sparsity: float = pydantic.Field(0.95, gt=0, lt=1, description="Highest pruning target sparsity drawn.")
+    block_sizes: list[tuple[pydantic.PositiveInt, pydantic.PositiveInt]] = pydantic.Field(
+        default_factory=lambda: [(1, 1), (4, 1)],
+        min_length=1,
+        description="Dense pruning block sizes to draw from ((1, 1) is unstructured).",
+    )
+    min_clusters: int = pydantic.Field(4, ge=2, le=256, description="Fewest clusters per kernel drawn.")
+    max_clusters: int = pydantic.Field(64, ge=2, le=256, description="Most clusters per kernel drawn (log scale).")
+    centroid_inits: list[CentroidInit] = pydantic.Field(
+        default_factory=lambda: [CentroidInit.KMEANS_PLUS_PLUS, CentroidInit.LINEAR],
+        min_length=1,
+        description="Cluster centroid initialisations to draw from.",
+    )
+    min_epochs: pydantic.PositiveInt = pydantic.Field(1, description="Fewest fine-tuning epochs per training step.")
+    max_epochs: pydantic.PositiveInt = pydantic.Field(4, description="Most fine-tuning epochs per training step.")
+    max_float_layers: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Largest number of the most quantization-sensitive layers a full_integer trial may keep in float "
+            "(QuantizationConfig.float_top_k); 0 never keeps any."
+        ),
+    )
+    prune_trials_above_drop: float | None = pydantic.Field(
+        10.0,
+        description=(
+            "One objective only: stop a fine-tuning trial when an epoch after its first ends with the Keras model's "
+            "eval accuracy more than this many points below the baseline (Optuna's ThresholdPruner on per-epoch "
+            "reports); null never stops a trial."
+        ),
+    )
+    evaluation: EvaluationConfig = pydantic.Field(
+        default_factory=lambda: EvaluationConfig(timed_runs=50, warmup_runs=5),
+        description="How each trial's .tflite is measured (fewer timed runs than optimize's default).",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _check_ranges(self):
+        if self.min_sparsity > self.max_sparsity:
+            raise ValueError(f"min_sparsity {self.min_sparsity} > max_sparsity {self.max_sparsity}; swap them")
+        if self.min_clusters > self.max_clusters:
+            raise ValueError(f"min_clusters {self.min_clusters} > max_clusters {self.max_clusters}; swap them")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}; swap them")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives repeat: {[o.value for o in self.objectives]}; name each once")
+        unsupported = [mode.value for mode in self.quantize_modes if mode not in SEARCHABLE_MODES]
+        if unsupported:
+            raise ValueError(
+                f"quantize_modes {unsupported} are not searched; use full_integer, dynamic_range or an int4 mode "
+                "(run float16 or int16x8 as a fixed recipe)"
+            )
+        return self

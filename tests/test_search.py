@@ -1,0 +1,277 @@
+"""edgeopt search: a few real trials on the tiny CNN, the resume from search.db, the outputs and the CLI."""
+
+import csv
+import json
+
+import optuna
+import pytest
+
+from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components.cli import main
+from edgeopt.components.evaluation.config import EvaluationConfig
+from edgeopt.components.search import core as search_core
+from edgeopt.components.search.cli_commands import parse_budget
+from edgeopt.components.search.config import SearchConfig
+
+FAST_EVALUATION = EvaluationConfig(timed_runs=3, warmup_runs=1)
+PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_range"], "evaluation": FAST_EVALUATION}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"min_sparsity": 0.9, "max_sparsity": 0.6}, "min_sparsity 0.9 > max_sparsity 0.6"),
+        ({"min_clusters": 32, "max_clusters": 8}, "min_clusters 32 > max_clusters 8"),
+        ({"objectives": ["gzip_bytes", "gzip_bytes"]}, "objectives repeat"),
+        ({"objectives": ["gzip_bytes", "tflite_bytes", "latency_p50"]}, "at most 2 items"),
+        ({"quantize_modes": ["float16"]}, r"\['float16'\] are not searched"),
+        ({"families": ["distill"]}, "families.0"),
+    ],
+)
+def test_search_config_rejects_bad_spaces(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchConfig(**fields)
+
+
+def test_budget_flag_parses_the_accuracy_drop_and_names_the_fix():
+    assert parse_budget("max_accuracy_drop=0.5") == 0.5
+    with pytest.raises(ConfigError, match="max_accuracy_drop=1.0"):
+        parse_budget("max_size=3")
+    with pytest.raises(ConfigError, match="not a number"):
+        parse_budget("max_accuracy_drop=lots")
+
+
+def test_search_resumes_without_rerunning_finished_trials(tiny_model, digits_data, tmp_path, monkeypatch, unchanged):
+    unchanged(tiny_model)
+    recipes_run = []
+    real_run_recipe = search_core.run_recipe
+
+    def counting_run_recipe(model_path, recipe, *args, **kwargs):
+        recipes_run.append(recipe.name)
+        return real_run_recipe(model_path, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(search_core, "run_recipe", counting_run_recipe)
+    out = tmp_path / "search"
+    first = search_core.search(tiny_model, SearchConfig(trials=2, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    assert recipes_run == ["trial_0000", "trial_0001"]
+    assert first["search"]["trials"] == 2
+    started = {c["recipe"]: c["trial"] for c in first["candidates"]}
+
+    # The same folder and study with 4 trials in total: only trials 2 and 3 run.
+    second = search_core.search(tiny_model, SearchConfig(trials=4, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    assert recipes_run == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert second["search"]["trials"] == 4 and second["search"]["trials_this_run"] == 2
+    # Finished trials are read back from storage unchanged, not re-measured.
+    assert {c["recipe"]: c["trial"] for c in second["candidates"][:2]} == started
+
+    # Every trial is a real candidate measured against the float baseline, in optimize's report shape.
+    baseline = second["baseline"]
+    for candidate in second["candidates"]:
+        assert candidate["steps"] == ["quantize"]
+        assert (
+            candidate["tflite_bytes"] < baseline["tflite_bytes"] / 2.5
+        )  # int8 weights; graph overhead on a tiny model
+        assert candidate["accuracy_drop"] == pytest.approx((baseline["accuracy"] - candidate["accuracy"]) * 100)
+        assert candidate["gate"]["passed"] == (candidate["accuracy_drop"] <= 1.0)
+    winner = second["search"]["winner"]
+    within = [c for c in second["candidates"] if c["accuracy_drop"] <= 1.0]
+    assert winner == min(within, key=lambda c: (c["gzip_bytes"], -c["accuracy"]))["recipe"]
+
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["objective"] == "gzip_bytes"
+    front = pareto["front"]
+    assert [p["gzip_bytes"] for p in front] == sorted(p["gzip_bytes"] for p in front)
+    assert all(
+        a["accuracy"] < b["accuracy"] for a, b in zip(front, front[1:], strict=False)
+    )  # strictly better for more bytes
+    assert winner in [p["recipe"] for p in front]
+    with open(out / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["recipe"] for row in rows] == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "report.json").read_text())["search"]["winner"] == winner
+
+
+def test_a_stale_running_trial_is_marked_failed_and_not_counted(tiny_model, digits_data, tmp_path):
+    out = tmp_path / "search"
+    out.mkdir()
+    config = SearchConfig(trials=1, **PTQ_ONLY)
+    search_core.open_study(config, out).ask()  # a trial a killed process left RUNNING
+    report = search_core.search(tiny_model, config, out, data=digits_data, verbose=0)
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert [c["recipe"] for c in report["candidates"]] == ["trial_0001"]
+
+
+def test_resuming_with_other_objectives_is_refused(tmp_path):
+    search_core.open_study(SearchConfig(objectives=["gzip_bytes"]), tmp_path)
+    with pytest.raises(ConfigError, match=r"minimises \['gzip_bytes'\], not \['latency_p50'\]"):
+        search_core.open_study(SearchConfig(objectives=["latency_p50"]), tmp_path)
+
+
+def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(
+        trials=1,
+        families=["prune"],
+        objectives=["gzip_bytes", "latency_p50"],
+        min_epochs=1,
+        max_epochs=1,
+        min_sparsity=0.6,
+        max_sparsity=0.6,
+        block_sizes=[(1, 1)],
+        evaluation=FAST_EVALUATION,
+    )
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    assert report["search"]["sampler"] == "NSGAIISampler"
+    (candidate,) = report["candidates"]
+    assert candidate["steps"] == ["prune", "quantize"]
+    prune_result = candidate["step_records"][0]["result"]
+    assert prune_result["achieved_sparsity"] == pytest.approx(0.6, abs=0.02)
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
+
+
+def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, tmp_path, capsys, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = [
+        "search", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",
+        "configs/data/digits.yaml", "--budget", "max_accuracy_drop=1.0", "--family", "ptq", "--trials", "2",
+        "--timed-runs", "3", "--warmup-runs", "1", "--out", str(out), "--tracking-uri", store, "--experiment", "s",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["winner"] and f"winner {report['search']['winner']}" in printed
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert sorted(run.info.run_name for run in children) == ["trial_0000", "trial_0001"]
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+    assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
+    assert "max_accuracy_drop=1.0" in capsys.readouterr().err
+
+
+def test_kfp_search_component_outputs_the_winner(tiny_model, digits_examples, tmp_path):
+    from kfp import dsl
+
+    from edgeopt.components.demo.digits import digits_data_spec
+    from edgeopt.components.search.kfp_component import search_model
+
+    def artifact(kind, name):
+        return kind(name=name, uri=str(tmp_path / name), metadata={})
+
+    best, results, metrics = artifact(dsl.Model, "best"), artifact(dsl.Artifact, "results"), artifact(dsl.Metrics, "m")
+    report = artifact(dsl.Markdown, "report.md")
+    search_model.python_func(
+        model=dsl.Model(name="model", uri=str(tiny_model), metadata={}),
+        examples=dsl.Dataset(name="examples", uri=str(digits_examples), metadata={}),
+        best_model=best, search_results=results, metrics=metrics, report=report,
+        config={"trials": 2, "families": ["ptq"], "evaluation": {"timed_runs": 3, "warmup_runs": 1}},
+        data_spec=digits_data_spec().to_dict(),
+    )  # fmt: skip
+    winner = json.loads((tmp_path / "results" / "report.json").read_text())["search"]["winner"]
+    assert winner and best.metadata["recipe"] == winner and results.metadata["winner"] == winner
+    winner_tflite = tmp_path / "results" / "trials" / winner / "00_quantize" / "model.tflite"
+    assert (tmp_path / "best" / "model.tflite").read_bytes() == winner_tflite.read_bytes()
+    assert metrics.metadata["trials"] == 2
+    assert winner in (tmp_path / "report.md").read_text()
+
+
+def test_fine_tuning_trials_are_pruned_on_per_epoch_accuracy(tiny_model, digits_data, tmp_path):
+    # A threshold below any possible drop: the pruner stops the trial at its first epoch after the warm-up one.
+    config = SearchConfig(
+        trials=1, families=["prune"], min_epochs=3, max_epochs=3, prune_trials_above_drop=-100.0,
+        evaluation=FAST_EVALUATION,
+    )  # fmt: skip
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    (trial,) = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}").trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [0, 1]  # epoch 1 (warm-up) and epoch 2, then stopped
+    (candidate,) = report["candidates"]
+    assert candidate["error"].startswith("TrialPruned: pruned after fine-tuning epoch 2: eval accuracy drop")
+    assert not (tmp_path / "trials" / "trial_0000" / "00_prune").exists()  # stopped inside fit: no output published
+    assert report["search"]["winner"] is None
+
+
+def test_tfx_model_searcher_validates_early_and_outputs_the_winner(tiny_model, digits_examples, tmp_path):
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    from edgeopt.components._shared import tfx_component as face
+    from edgeopt.components.search.tfx_component import ModelSearcher, ModelSearcherExecutor
+
+    def channel(kind):
+        return types.Channel(type=kind)
+
+    with pytest.raises(ConfigError, match="SearchConfig.trials"):
+        ModelSearcher(channel(standard_artifacts.Model), channel(standard_artifacts.Examples), {"trials": 0},
+                      data_spec="configs/data/digits.yaml")  # fmt: skip
+
+    def artifact(kind, uri):
+        instance = kind()
+        instance.uri = str(uri)
+        return instance
+
+    output = artifact(standard_artifacts.Model, tmp_path / "best")
+    config = SearchConfig(trials=2, **PTQ_ONLY)
+    properties = face.data_source_properties(data_spec="configs/data/digits.yaml")
+    ModelSearcherExecutor().Do(
+        {face.MODEL_KEY: [artifact(standard_artifacts.Model, tiny_model)],
+         face.EXAMPLES_KEY: [artifact(standard_artifacts.Examples, digits_examples)]},
+        {face.OUTPUT_MODEL_KEY: [output]},
+        {face.CONFIG_KEY: config.to_json(), face.COMPONENT_VERSION_KEY: "test", **properties},
+    )  # fmt: skip
+    report = json.loads((tmp_path / "best" / "search" / "report.json").read_text())
+    winner = next(c for c in report["candidates"] if c["recipe"] == report["search"]["winner"])
+    assert output.get_string_custom_property("recipe") == winner["recipe"]
+    assert output.get_int_custom_property("gzip_bytes") == winner["gzip_bytes"]
+    assert (tmp_path / "best" / "Format-Serving" / "model.tflite").stat().st_size == winner["tflite_bytes"]
+
+
+@pytest.mark.parametrize(
+    ("params", "quantize"),
+    [
+        ({"family": "ptq", "mode": "int4_weight_only"}, {"mode": "int4_weight_only"}),
+        (
+            {"family": "ptq", "mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+            {"mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+        ),
+    ],
+)
+def test_suggested_recipes_are_valid_chains(params, quantize):
+    config = SearchConfig(quantize_modes=["full_integer", "int4_weight_only"], max_float_layers=2)
+    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(params), config)
+    assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == quantize
+    assert recipe.gate.max_accuracy_drop == 1.0
+
+    chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
+             "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1}  # fmt: skip
+    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
+    assert recipe.technique_chain == "prune+cluster+quantize"
+    assert recipe.steps[0].config.block_size == (4, 1) and recipe.steps[0].config.target_sparsity == 0.85
+    assert recipe.steps[1].config.number_of_clusters == 16 and recipe.steps[1].config.preserve_sparsity
+
+
+def test_cli_flags_override_the_config_yaml(tmp_path):
+    from edgeopt.components.cli import build_parser
+    from edgeopt.components.search.cli_commands import search_config
+
+    yaml_path = tmp_path / "search.yaml"
+    yaml_path.write_text("trials: 30\nfamilies: [prune]\nmax_accuracy_drop: 0.5\nmin_sparsity: 0.7\n")
+    args = build_parser().parse_args(
+        ["search", "--model", "m", "--examples", "e", "--data-spec", "d.yaml", "--out", "o", "--config", str(yaml_path),
+         "--trials", "3", "--objective", "tflite_bytes", "--objective", "latency_p50", "--timed-runs", "7"]
+    )  # fmt: skip
+    config = search_config(args)
+    assert (config.trials, config.max_accuracy_drop, config.min_sparsity) == (3, 0.5, 0.7)
+    assert [f.value for f in config.families] == ["prune"]
+    assert [o.value for o in config.objectives] == ["tflite_bytes", "latency_p50"]
+    assert config.evaluation.timed_runs == 7
