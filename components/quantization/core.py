@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 from edgeopt.components._shared.data import Inputs, TrainingData, count, select
-from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_source import KerasSource, open_conversion_source
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import (
