@@ -103,12 +103,14 @@ def test_relative_metric_gate_and_champion_on_auc():
     assert verdict.reasons == ["auc degradation vs champion 1.12 % > champion_max_accuracy_drop 0.5"]
 
 
-def test_winner_is_the_best_metric_in_its_direction():
+def test_winner_by_metric_is_the_best_in_its_direction_and_by_default_the_smallest():
     def candidate(name, mae, gzip_bytes):
         return {"recipe": name, "metric": _metric("mae", mae), "gzip_bytes": gzip_bytes, "gate": {"passed": True}}
 
-    report = {"candidates": [candidate("a", 0.41, 100), candidate("b", 0.39, 300), candidate("c", 0.39, 200)]}
-    assert best_candidate(report)["recipe"] == "c"
+    candidates = [candidate("a", 0.41, 100), candidate("b", 0.39, 300), candidate("c", 0.39, 200)]
+    by_metric = {"candidates": candidates, "selection": {"rule": {"objective": "metric"}}}
+    assert best_candidate(by_metric)["recipe"] == "c"  # lowest MAE, then the smaller file
+    assert best_candidate({"candidates": candidates})["recipe"] == "a"  # default: smallest gzip among passed
     old_style = {"recipe": "old", "accuracy": 0.9, "gzip_bytes": 1, "gate": {"passed": True}}
     assert metric_score(old_style) == 0.9
 

@@ -19,17 +19,25 @@ class NonFinitePolicy(enum.StrEnum):
     FAIL = "fail"
 
 
-def finite_rows(inputs: np.ndarray) -> np.ndarray:
-    """A boolean mask over the first axis: True where every value of the example is finite."""
+def finite_rows(inputs) -> np.ndarray:
+    """A boolean mask over the first axis: True where every value of the example (of every named input, for a
+    dict of arrays) is finite."""
+    if isinstance(inputs, dict):
+        masks = [finite_rows(array) for array in inputs.values()]
+        return np.logical_and.reduce(masks) if masks else np.ones(0, dtype=bool)
     inputs = np.asarray(inputs)
     if not np.issubdtype(inputs.dtype, np.floating):
         return np.ones(len(inputs), dtype=bool)
     return np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
 
 
-def drop_non_finite(
-    inputs: np.ndarray, labels: np.ndarray, *, policy: NonFinitePolicy | str, what: str
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _keep(inputs, keep: np.ndarray):
+    if isinstance(inputs, dict):
+        return {name: array[keep] for name, array in inputs.items()}
+    return inputs[keep]
+
+
+def drop_non_finite(inputs, labels: np.ndarray, *, policy: NonFinitePolicy | str, what: str) -> tuple:
     """(inputs, labels) without the examples that hold a NaN or Inf, and how many were dropped.
 
     Raises:
@@ -47,7 +55,7 @@ def drop_non_finite(
     if not keep.any():
         raise DataError(f"every one of the {len(keep)} examples of {what} holds NaN or Inf; clean the data")
     logger.warning("dropped %d of %d examples of %s that hold NaN or Inf", dropped, len(keep), what)
-    return inputs[keep], labels[keep], dropped
+    return _keep(inputs, keep), labels[keep], dropped
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -8,7 +8,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 from edgeopt.components._shared.kfp_component import IMAGE
 
 
-@dsl.component(base_image=IMAGE)
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def distill(
     model: Input[Model],
     examples: Input[Dataset],

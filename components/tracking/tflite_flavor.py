@@ -18,7 +18,7 @@ import mlflow.pyfunc
 import numpy as np
 
 from edgeopt.components import __version__
-from edgeopt.components._shared.errors import TrackingError
+from edgeopt.components._shared.errors import EdgeoptError, TrackingError
 
 TFLITE_ARTIFACT = "tflite"
 FLAVOR_NAME = "edgeopt_tflite"
@@ -33,9 +33,22 @@ class TfliteModel(mlflow.pyfunc.PythonModel):
         self._runner = TfliteRunner(context.artifacts[TFLITE_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
-        if hasattr(model_input, "to_numpy"):  # a pandas DataFrame from a column-based caller
-            model_input = model_input.to_numpy()
-        return self._runner.predict(np.asarray(model_input, dtype=np.float32))
+        return _run(self._runner, model_input)
+
+
+def _as_float_inputs(model_input):
+    """A batch as the runner takes it: one float32 array, or a dict of them keyed by the model's input names."""
+    if isinstance(model_input, dict):
+        return {name: np.asarray(value, dtype=np.float32) for name, value in model_input.items()}
+    if hasattr(model_input, "to_numpy"):  # a pandas DataFrame from a column-based caller
+        model_input = model_input.to_numpy()
+    return np.asarray(model_input, dtype=np.float32)
+
+
+def _run(runner, model_input):
+    """The model's output for a batch: one array, or a dict keyed by output name when the model has several."""
+    outputs = runner.predict_all(_as_float_inputs(model_input))
+    return next(iter(outputs.values())) if len(outputs) == 1 else outputs
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -46,13 +59,19 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def example_batch(tflite_path: str | os.PathLike, rows: int = 2) -> np.ndarray:
-    """A float32 batch of the model's input shape (zeros): the input example, and what the signature is inferred
-    from; real inputs are not needed to describe the interface."""
+def example_batch(tflite_path: str | os.PathLike, rows: int = 2) -> np.ndarray | dict[str, np.ndarray]:
+    """A float32 batch of the model's input shape (zeros; a dict keyed by input name for a model with several
+    named inputs): the input example, and what the signature is inferred from; real inputs are not needed to
+    describe the interface."""
     from edgeopt.components._shared.tflite_runtime import TfliteRunner
 
-    shape = [int(size) for size in TfliteRunner(tflite_path).input_detail["shape"]]
-    return np.zeros([rows, *[max(size, 1) for size in shape[1:]]], dtype=np.float32)
+    def zeros(detail):
+        return np.zeros([rows, *[max(int(size), 1) for size in detail["shape"][1:]]], dtype=np.float32)
+
+    inputs = TfliteRunner(tflite_path).inputs
+    if len(inputs) == 1:
+        return zeros(next(iter(inputs.values())))
+    return {name: zeros(detail) for name, detail in inputs.items()}
 
 
 def save_model(
@@ -65,7 +84,7 @@ def save_model(
     """Saves `tflite_path` as an MLflow pyfunc model folder at `path` (which must not exist yet).
 
     Args:
-      tflite_path: the .tflite file (one float input, one output).
+      tflite_path: the .tflite file (one or several named inputs and outputs).
       path: the model folder to create: MLmodel, artifacts/model.tflite, python_model.pkl, requirements.
       input_example: a float32 batch (default: zeros of the input shape).
       metadata: extra MLmodel metadata; the file's sha256 and the edgeopt version are always recorded.
@@ -81,9 +100,9 @@ def save_model(
     if not tflite_path.is_file():
         raise TrackingError(f"{tflite_path} is not a .tflite file; pass the candidate's model.tflite")
     try:
-        example = example_batch(tflite_path) if input_example is None else np.asarray(input_example, np.float32)
-        output = TfliteRunner(tflite_path).predict(example)
-    except (ValueError, RuntimeError) as err:
+        example = example_batch(tflite_path) if input_example is None else _as_float_inputs(input_example)
+        output = _run(TfliteRunner(tflite_path), example)
+    except (ValueError, RuntimeError, EdgeoptError) as err:
         raise TrackingError(f"LiteRT cannot run {tflite_path}: {err}") from err
     mlflow.pyfunc.save_model(
         path=str(path),
@@ -131,6 +150,7 @@ def version_tags(candidate: dict, job_id: str) -> dict[str, str]:
         "gzip_ratio": str(candidate.get("gzip_ratio")),
         "accuracy": str(candidate.get("accuracy")),
         "accuracy_drop": str(candidate.get("accuracy_drop")),
+        **_metric_tags(candidate),
         "latency_p50_ms": str(latency),
     }
     if candidate.get("tflite_path") and Path(candidate["tflite_path"]).is_file():
@@ -138,12 +158,25 @@ def version_tags(candidate: dict, job_id: str) -> dict[str, str]:
     return tags
 
 
+def _metric_tags(candidate: dict) -> dict[str, str]:
+    """The task's metric (MAE for a regressor, AUC for a binary model) beside accuracy, which only classifiers have."""
+    metric = candidate.get("metric") or {}
+    if not metric.get("name"):
+        return {}
+    return {
+        "metric": metric["name"],
+        "metric_value": str(metric.get("value")),
+        "metric_delta": str(candidate.get("metric_delta")),
+    }
+
+
 def version_description(candidate: dict) -> str:
     steps = "+".join(candidate.get("steps") or [])
+    metric = candidate.get("metric") or {"name": "accuracy", "value": candidate.get("accuracy")}
     return (
         f"edgeopt recipe {candidate['recipe']} ({steps}): {candidate.get('tflite_bytes')} bytes, "
-        f"{candidate.get('gzip_bytes')} gzip, accuracy {candidate.get('accuracy')}, gate passed. "
-        "mlflow.pyfunc.load_model(...).predict(float32 batch) runs it with LiteRT."
+        f"{candidate.get('gzip_bytes')} gzip, {metric['name']} {metric.get('value')}, gate passed. "
+        "mlflow.pyfunc.load_model(...).predict(float32 batch, or a dict of them by input name) runs it with LiteRT."
     )
 
 
