@@ -19,6 +19,7 @@ closing orphaned runs). Their public names stay importable from here.
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -102,6 +103,8 @@ class TrackedJob:
         self.config = config
         self.output_dir = Path(output_dir)
         self.job_id = uuid.uuid4().hex
+        # host:path, so jobs on other machines (or pods) with the same path never close each other's runs
+        self._output_key = f"{socket.gethostname()}:{self.output_dir.resolve()}"
         self.tracking_uri = config.resolved_tracking_uri(output_dir)
         self.spool_dir = config.resolved_spool_dir(output_dir).resolve()
         self.spooled_to: Path | None = None
@@ -119,7 +122,7 @@ class TrackedJob:
             records.TAG_ORCHESTRATOR: orchestrator.value,
             records.TAG_ORCHESTRATOR_RUN_ID: orchestrator_run_id or self.job_id,
             records.TAG_VERSION: __version__,
-            records.TAG_OUTPUT_DIR: str(self.output_dir.resolve()),
+            records.TAG_OUTPUT_DIR: self._output_key,
         }
         self._orchestrator_run_id = orchestrator_run_id
         self.failure_reason: str | None = None
@@ -167,7 +170,7 @@ class TrackedJob:
                 self._client,
                 experiment_id,
                 own_run_id=self.parent_run_id,
-                output_dir=str(self.output_dir.resolve()),
+                output_dir=self._output_key,
                 orchestrator_run_id=self._orchestrator_run_id,
                 call=self._call,
             )
