@@ -13,8 +13,19 @@ EXIT_SIGTERM = 143  # 128 + SIGTERM
 logger = logging.getLogger(__name__)
 
 
-def _raise_terminated(signum, _frame):
-    raise JobTerminatedError(f"received {signal.Signals(signum).name}; the job was stopped before it finished")
+class _RaiseOnce:
+    """Raises on the first SIGTERM only: a second one (some supervisors repeat it) must not interrupt the cleanup
+    that the first started, such as ending the MLflow run; SIGKILL remains for a hard stop."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __call__(self, signum, _frame):
+        if self.raised:
+            logger.warning("received %s again; still ending the job's runs", signal.Signals(signum).name)
+            return
+        self.raised = True
+        raise JobTerminatedError(f"received {signal.Signals(signum).name}; the job was stopped before it finished")
 
 
 @contextlib.contextmanager
@@ -24,7 +35,7 @@ def sigterm_raises():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _RaiseOnce())
     try:
         yield
     finally:

@@ -1,11 +1,15 @@
 """Every run ends with a final status: SIGTERM ends the job's run KILLED (exit 143), and the next job into the same
 --out closes the run a SIGKILLed job left RUNNING (issue 12.5)."""
 
+import os
 import signal
 import time
 
+import pytest
+
+from edgeopt.components._shared.errors import JobTerminatedError
 from edgeopt.components._shared.model_io import model_digest
-from edgeopt.components._shared.signals import EXIT_SIGTERM
+from edgeopt.components._shared.signals import EXIT_SIGTERM, sigterm_raises
 from tests.reliability.conftest import PTQ_DYNAMIC, job_runs, optimize_args, start_edgeopt, write_recipe
 
 
@@ -75,3 +79,18 @@ def test_a_retry_with_the_same_orchestrator_run_id_closes_the_earlier_attempt(tm
     orphan = client.get_run(crashed.parent_run_id)
     assert orphan.info.status == "KILLED" and orphan.data.tags["edgeopt.failure_reason"].startswith("orphaned:")
     assert client.get_run(job.parent_run_id).info.status == "FINISHED"
+
+
+def test_only_the_first_sigterm_interrupts_so_cleanup_can_finish():
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = False
+    with pytest.raises(JobTerminatedError, match="received SIGTERM"), sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # a repeated SIGTERM during cleanup is logged, not raised
+            time.sleep(0.1)
+            cleaned = True
+    assert cleaned
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
