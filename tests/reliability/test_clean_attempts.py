@@ -36,3 +36,13 @@ def test_a_failed_retry_leaves_no_model_of_the_earlier_attempt(tiny_model, digit
         run_recipe_to_folder(tiny_model, retry, model_dir / "steps", model_dir, data=digits_data)
     assert not (model_dir / "model.tflite").exists()
     assert not (model_dir / "edgeopt_recipe.json").exists() and not (model_dir / "steps").exists()
+
+
+def test_an_input_inside_what_a_rerun_replaces_is_refused(cli, tiny_model, digits_examples, tmp_path):
+    out = tmp_path / "out"
+    assert cli(*optimize_args(tiny_model, digits_examples, out, extra=["--no-tracking"]))[0] == 0
+    earlier = out / "candidates" / "ptq_dynamic"
+    before = sorted(path.name for path in earlier.rglob("*"))
+    code, _, err = cli(*optimize_args(earlier, digits_examples, out, extra=["--no-tracking"]))
+    assert code == 2 and f"--model {earlier}" in err and "copy it elsewhere or pass another --out" in err
+    assert sorted(path.name for path in earlier.rglob("*")) == before  # nothing was deleted
