@@ -2,13 +2,16 @@
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 
 from edgeopt.components._shared.errors import JobTerminatedError
 
 EXIT_SIGINT = 130  # 128 + SIGINT, the shell's convention
 EXIT_SIGTERM = 143  # 128 + SIGTERM
+REDELIVERY_DELAY_SECONDS = 0.05
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,23 @@ def sigterm_raises():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _RaiseOnce())
+    handler = _RaiseOnce()
+    previous_hook = sys.unraisablehook
+
+    def redeliver_swallowed(unraisable):
+        # A signal handler runs wherever the interpreter is: inside a weakref callback or __del__ (SQLAlchemy's
+        # garbage-collection hooks, seen in the tests) its exception is swallowed and the job would run on and end
+        # FINISHED. Send the signal again, from another thread, so it lands in code where it propagates.
+        if isinstance(unraisable.exc_value, JobTerminatedError):
+            handler.raised = False
+            threading.Timer(REDELIVERY_DELAY_SECONDS, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        previous_hook(unraisable)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    sys.unraisablehook = redeliver_swallowed
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook

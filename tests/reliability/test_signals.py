@@ -94,3 +94,21 @@ def test_only_the_first_sigterm_interrupts_so_cleanup_can_finish():
             cleaned = True
     assert cleaned
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+class _SigtermInFinalizer:
+    """Receives SIGTERM while being garbage-collected, where Python swallows any exception (as it did inside
+    SQLAlchemy's weakref callback in a real job)."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the handler raises in here, and the exception is ignored
+
+
+def test_a_sigterm_swallowed_in_a_finalizer_is_delivered_again():
+    finished = False
+    with pytest.raises(JobTerminatedError, match="received SIGTERM"), sigterm_raises():
+        _SigtermInFinalizer()  # collected at once
+        time.sleep(3)  # the redelivered signal raises here
+        finished = True
+    assert not finished
