@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 
 from edgeopt.components import __version__
 from edgeopt.components._shared.errors import TrackingError
+from edgeopt.components._shared.signals import sigterm_raises
 from edgeopt.components.tracking import records
 from edgeopt.components.tracking.config import Orchestrator, TrackingConfig, default_artifact_location
 from edgeopt.components.tracking.pareto import plot_pareto
@@ -154,11 +155,18 @@ class TrackedJob:
         _say(message, verbose=self._verbose, problem=problem)
 
     def __enter__(self) -> "TrackedJob":
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
-        self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
-        self._flush()
-        self._close_orphans()
+        # Kubernetes and KFP stop a pod with SIGTERM: in every face, it ends the job's run KILLED like Ctrl-C does.
+        self._signals = sigterm_raises()
+        self._signals.__enter__()
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
+            self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
+            self._flush()
+            self._close_orphans()
+        except BaseException:
+            self._signals.__exit__(None, None, None)
+            raise
         return self
 
     def _close_orphans(self):
@@ -210,6 +218,7 @@ class TrackedJob:
             self._say(f"MLflow: could not spool the failed job's runs ({_short(err)})", problem=True)
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
+            self._signals.__exit__(None, None, None)
         if not self.offline:
             self._say(f"MLflow: parent run {self.parent_run_id} ({parent['status']}) at {self.tracking_uri}")
         if self.spooled_to:

@@ -112,3 +112,20 @@ def test_a_sigterm_swallowed_in_a_finalizer_is_delivered_again():
         time.sleep(3)  # the redelivered signal raises here
         finished = True
     assert not finished
+
+
+def test_sigterm_inside_a_tracked_job_of_any_face_ends_its_run_killed(tmp_path):
+    from mlflow import MlflowClient
+
+    from edgeopt.components.tracking.config import TrackingConfig
+    from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pods")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(JobTerminatedError):
+        with tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "work", orchestrator_run_id="pod-1") as job:
+            os.kill(os.getpid(), signal.SIGTERM)  # what Kubernetes sends a pod
+            time.sleep(5)
+    run = MlflowClient(tracking_uri=config.tracking_uri).get_run(job.parent_run_id)
+    assert run.info.status == "KILLED" and "received SIGTERM" in run.data.tags["edgeopt.failure_reason"]
+    assert signal.getsignal(signal.SIGTERM) is before
