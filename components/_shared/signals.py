@@ -47,9 +47,13 @@ def sigterm_raises():
         # FINISHED. Send the signal again, from another thread, so it lands in code where it propagates.
         if isinstance(unraisable.exc_value, JobTerminatedError):
             handler.raised = False
-            threading.Timer(REDELIVERY_DELAY_SECONDS, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            threading.Timer(REDELIVERY_DELAY_SECONDS, redeliver).start()
             return
         previous_hook(unraisable)
+
+    def redeliver():
+        if signal.getsignal(signal.SIGTERM) is handler:  # never after the block ended: SIGTERM would then kill
+            os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, handler)
     sys.unraisablehook = redeliver_swallowed
