@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeopt",
         description=__doc__,
-        epilog=f"exit status: 0 ok, {EXIT_USAGE_ERROR} bad input (nothing ran), {EXIT_RECIPE_FAILED} a recipe failed, "
+        epilog=f"exit status: 0 ok, {EXIT_USAGE_ERROR} bad input (nothing ran) or output error (disk full), "
+        f"{EXIT_RECIPE_FAILED} a recipe failed, "
         f"{EXIT_GATE_FAILED} a gate failed (--fail-on-gate), {EXIT_SIGINT}/{EXIT_SIGTERM} interrupted/terminated",
     )
     commands = parser.add_subparsers(dest="command", required=True)

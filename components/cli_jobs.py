@@ -18,6 +18,7 @@ EXIT_GATE_FAILED = 4  # with --fail-on-gate: no recipe errored, and at least one
 
 # What a job writes into --out and a rerun replaces. The tracking store (mlflow.db, mlartifacts/, mlflow-spool/)
 # and the demo's data/ and baseline_model/ (reused on purpose, recorded in report.json) are kept.
+INPUT_FLAGS = ("--model", "--examples", "--calibration", "--data-spec", "--module-file")
 JOB_OUTPUTS = ("baseline", "candidates", "calibration", "calibration-sweep", "champion", "report.json", "report.md")
 
 logger = logging.getLogger(__name__)
@@ -104,11 +105,32 @@ def clear_previous_outputs(out: Path) -> list[str]:
     return removed
 
 
+def check_inputs_outside_outputs(out: Path, inputs: dict[str, str | None]):
+    """An input inside what a rerun replaces (e.g. --model OUT/candidates/x/...) would be deleted before it is read.
+
+    Raises:
+      ConfigError: naming the flag, the path and the fix.
+    """
+    replaced = [(out / name).resolve() for name in JOB_OUTPUTS]
+    for flag, path in inputs.items():
+        if not path:
+            continue
+        path = Path(path).resolve()
+        for output in replaced:
+            if path == output or output in path.parents:
+                raise ConfigError(
+                    f"{flag} {path} lies in {output}, which this job replaces in --out {out}; copy it elsewhere or "
+                    "pass another --out"
+                )
+
+
 def run_job(args, run_tracked) -> int:
     """Runs a job command's handler once its inputs are validated: checks --out can be written, holds its lock,
     clears an earlier attempt, and runs `run_tracked(args)` (the tracked job around the handler)."""
-    args.prepare(args)  # validates everything the job reads; creates nothing
     out = Path(args.out)
+    inputs = {flag: getattr(args, flag.strip("-").replace("-", "_"), None) for flag in INPUT_FLAGS}
+    check_inputs_outside_outputs(out, inputs)
+    args.prepare(args)  # validates everything the job reads; creates nothing
     check_output_writable(out)
     with output_dir_lock(out):
         args.cleared_outputs = clear_previous_outputs(out)

@@ -19,6 +19,7 @@ closing orphaned runs). Their public names stay importable from here.
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -28,6 +29,7 @@ from mlflow import MlflowClient
 
 from edgeopt.components import __version__
 from edgeopt.components._shared.errors import TrackingError
+from edgeopt.components._shared.signals import sigterm_raises
 from edgeopt.components.tracking import local_store, records, tflite_flavor
 from edgeopt.components.tracking.config import Orchestrator, TrackingConfig, default_artifact_location
 from edgeopt.components.tracking.pareto import plot_pareto
@@ -105,6 +107,8 @@ class TrackedJob:
         self.config = config
         self.output_dir = Path(output_dir)
         self.job_id = uuid.uuid4().hex
+        # host:path, so jobs on other machines (or pods) with the same path never close each other's runs
+        self._output_key = f"{socket.gethostname()}:{self.output_dir.resolve()}"
         self.tracking_uri = config.resolved_tracking_uri(output_dir)
         self.spool_dir = config.resolved_spool_dir(output_dir).resolve()
         self.spooled_to: Path | None = None
@@ -122,7 +126,7 @@ class TrackedJob:
             records.TAG_ORCHESTRATOR: orchestrator.value,
             records.TAG_ORCHESTRATOR_RUN_ID: orchestrator_run_id or self.job_id,
             records.TAG_VERSION: __version__,
-            records.TAG_OUTPUT_DIR: str(self.output_dir.resolve()),
+            records.TAG_OUTPUT_DIR: self._output_key,
         }
         self._orchestrator_run_id = orchestrator_run_id
         self.failure_reason: str | None = None
@@ -159,12 +163,19 @@ class TrackedJob:
         return f"{model}-{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{orchestrator.value}-{self.job_id[:4]}"
 
     def __enter__(self) -> "TrackedJob":
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
-        local_store.relocate_copied_store(self.tracking_uri)  # a copied OUT/ keeps its own mlartifacts/
-        self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
-        self._flush()
-        self._close_orphans()
+        # Kubernetes and KFP stop a pod with SIGTERM: in every face, it ends the job's run KILLED like Ctrl-C does.
+        self._signals = sigterm_raises()
+        self._signals.__enter__()
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix="edgeopt-tracking-"))
+            local_store.relocate_copied_store(self.tracking_uri)  # a copied OUT/ keeps its own mlartifacts/
+            self._say(f"MLflow: experiment '{self.config.experiment_name}' at {self.tracking_uri}")
+            self._flush()
+            self._close_orphans()
+        except BaseException:
+            self._signals.__exit__(None, None, None)
+            raise
         return self
 
     def _close_orphans(self):
@@ -176,7 +187,7 @@ class TrackedJob:
                 self._client,
                 experiment_id,
                 own_run_id=self.parent_run_id,
-                output_dir=str(self.output_dir.resolve()),
+                output_dir=self._output_key,
                 orchestrator_run_id=self._orchestrator_run_id,
                 call=self._call,
             )
@@ -216,6 +227,7 @@ class TrackedJob:
             self._say(f"MLflow: could not spool the failed job's runs ({_short(err)})", problem=True)
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
+            self._signals.__exit__(None, None, None)
         if not self.offline:
             self._say(f"MLflow: parent run {self.parent_run_id} ({parent['status']}) at {self.tracking_uri}")
         if self.spooled_to:

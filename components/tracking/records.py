@@ -31,7 +31,7 @@ TAG_TECHNIQUE_CHAIN = "edgeopt.technique_chain"
 TAG_GATE = "edgeopt.gate"
 TAG_GATE_REASONS = "edgeopt.gate_reasons"
 TAG_FAILURE_REASON = "edgeopt.failure_reason"
-TAG_OUTPUT_DIR = "edgeopt.output_dir"  # lets the next attempt into the same folder close this job's orphaned runs
+TAG_OUTPUT_DIR = "edgeopt.output_dir"  # host:path; the next attempt into the same folder closes this job's orphans
 TAG_NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
 
 GATE_PASSED, GATE_FAILED, GATE_ERROR = "passed", "failed", "error"

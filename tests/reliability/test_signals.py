@@ -1,11 +1,15 @@
 """Every run ends with a final status: SIGTERM ends the job's run KILLED (exit 143), and the next job into the same
 --out closes the run a SIGKILLed job left RUNNING (issue 12.5)."""
 
+import os
 import signal
 import time
 
+import pytest
+
+from edgeopt.components._shared.errors import JobTerminatedError
 from edgeopt.components._shared.model_io import model_digest
-from edgeopt.components._shared.signals import EXIT_SIGTERM
+from edgeopt.components._shared.signals import EXIT_SIGTERM, sigterm_raises
 from tests.reliability.conftest import PTQ_DYNAMIC, job_runs, optimize_args, start_edgeopt, write_recipe
 
 
@@ -75,3 +79,53 @@ def test_a_retry_with_the_same_orchestrator_run_id_closes_the_earlier_attempt(tm
     orphan = client.get_run(crashed.parent_run_id)
     assert orphan.info.status == "KILLED" and orphan.data.tags["edgeopt.failure_reason"].startswith("orphaned:")
     assert client.get_run(job.parent_run_id).info.status == "FINISHED"
+
+
+def test_only_the_first_sigterm_interrupts_so_cleanup_can_finish():
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = False
+    with pytest.raises(JobTerminatedError, match="received SIGTERM"), sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # a repeated SIGTERM during cleanup is logged, not raised
+            time.sleep(0.1)
+            cleaned = True
+    assert cleaned
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+class _SigtermInFinalizer:
+    """Receives SIGTERM while being garbage-collected, where Python swallows any exception (as it did inside
+    SQLAlchemy's weakref callback in a real job)."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the handler raises in here, and the exception is ignored
+
+
+def test_a_sigterm_swallowed_in_a_finalizer_is_delivered_again():
+    finished = False
+    with pytest.raises(JobTerminatedError, match="received SIGTERM"), sigterm_raises():
+        _SigtermInFinalizer()  # collected at once
+        time.sleep(3)  # the redelivered signal raises here
+        finished = True
+    assert not finished
+
+
+def test_sigterm_inside_a_tracked_job_of_any_face_ends_its_run_killed(tmp_path):
+    from mlflow import MlflowClient
+
+    from edgeopt.components.tracking.config import TrackingConfig
+    from edgeopt.components.tracking.mlflow_tracking import tracked_job
+
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pods")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(JobTerminatedError):
+        with tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "work", orchestrator_run_id="pod-1") as job:
+            os.kill(os.getpid(), signal.SIGTERM)  # what Kubernetes sends a pod
+            time.sleep(5)
+    run = MlflowClient(tracking_uri=config.tracking_uri).get_run(job.parent_run_id)
+    assert run.info.status == "KILLED" and "received SIGTERM" in run.data.tags["edgeopt.failure_reason"]
+    assert signal.getsignal(signal.SIGTERM) is before
