@@ -1,6 +1,7 @@
 """The `edgeopt` command line: `demo` on the embedded digits default, `optimize` on a user's own model."""
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -8,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgeopt.components._shared.cli_args import add_model_and_data_args, parse_sizes
+from edgeopt.components._shared.console import QUIET, VERBOSE, configure_logging, keras_verbosity, native_output_to
 from edgeopt.components._shared.errors import EdgeoptError, JobTerminatedError
 from edgeopt.components._shared.signals import EXIT_SIGINT, EXIT_SIGTERM, sigterm_raises
 from edgeopt.components.calibration import cli_commands as calibration_commands
@@ -87,15 +89,15 @@ def run_demo(args) -> int:
     # Both are published atomically, so an existing folder is complete and is reused (and recorded as reused).
     reused = [str(path) for path in (examples, baseline) if path.exists() and not args.retrain]
     if args.retrain or not examples.exists():
-        print(f"[edgeopt] writing scikit-learn digits as TFX Examples to {examples}", flush=True)
+        logger.info(f"writing scikit-learn digits as TFX Examples to {examples}")
         write_digits_examples(examples)
     if args.retrain or not baseline.exists():
-        print(f"[edgeopt] training the digits CNN baseline into {baseline}", flush=True)
-        train_digits_baseline(examples, baseline, verbose=args.verbose)
+        logger.info(f"training the digits CNN baseline into {baseline}")
+        train_digits_baseline(examples, baseline, verbose=keras_verbosity())
     recipes = args.recipes
     data = load_training_data(examples, data_spec=digits_data_spec())
     calibration = CalibrationConfig(size=DEMO_CALIBRATION_SIZE, label_key="label")
-    print(f"[edgeopt] sampling {calibration.size} calibration examples with Apache Beam into {out / 'calibration'}")
+    logger.info(f"sampling {calibration.size} calibration examples with Apache Beam into {out / 'calibration'}")
     sample_calibration_data(examples, calibration, out / "calibration")
     report = optimize(
         baseline,
@@ -105,11 +107,11 @@ def run_demo(args) -> int:
         evaluation=_evaluation_config(args),
         calibration_dir=out / "calibration",
         champion_tflite=args.tracking_job.champion_tflite(),
-        verbose=args.verbose,
+        verbose=keras_verbosity(),
     )
     report["reused"] = reused
     if args.sweep:
-        print(f"[edgeopt] calibration-size sweep: {args.sweep}", flush=True)
+        logger.info(f"calibration-size sweep: {args.sweep}")
         report["calibration_sweep"] = calibration_sweep(
             baseline,
             examples,
@@ -138,7 +140,7 @@ def run_optimize(args) -> int:
         calibration_dir=args.calibration,
         champion_tflite=args.tracking_job.champion_tflite(),
         allow_unsafe=args.allow_unsafe_model,
-        verbose=args.verbose,
+        verbose=keras_verbosity(),
     )
     manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
     args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)
@@ -163,7 +165,9 @@ def _add_measurement_args(parser):
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads for latency (default 1)")
     parser.add_argument("--timed-runs", type=int, default=200, help="timed invocations per model (default 200)")
     parser.add_argument("--warmup-runs", type=int, default=20, help="warm-up invocations per model (default 20)")
-    parser.add_argument("--quiet", dest="verbose", action="store_const", const=0, default=2, help="no progress")
+    parser.add_argument(
+        "-q", "--quiet", dest="verbose", action="store_const", const=0, default=2, help="warnings and errors only"
+    )
     parser.add_argument(
         "--fail-on-gate", action="store_true", help=f"exit {EXIT_GATE_FAILED} when a candidate misses its gate (CI)"
     )
@@ -234,6 +238,10 @@ def _run(args) -> int:
     return tracking_commands.run_tracked(args)
 
 
+def _not_edgeopt(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("edgeopt")
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Libraries (Beam, MLflow) log tracebacks with their errors; without -v the terminal gets the message only."""
     record.exc_info, record.exc_text, record.stack_info = None, None, None
@@ -243,14 +251,38 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 def main(argv=None) -> int:
     parser = build_parser()
     parser.add_argument("-v", "--verbose", dest="debug", action="store_true", help="log details and tracebacks")
+    parser.add_argument("-q", "--quiet", dest="quiet", action="store_true", help="warnings and errors only")
     args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False) or getattr(args, "verbose", None) == 0
+    verbosity = VERBOSE if args.debug else QUIET if quiet else 0
+    # Libraries log through the root logger (warnings only, tracebacks with -v); edgeopt's own lines, and silencing
+    # TensorFlow's, are console.configure_logging's.
+    root = logging.getLogger()
+    existing = list(root.handlers)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="[edgeopt] %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("edgeopt").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    for handler in root.handlers:
+        if handler not in existing:
+            handler.addFilter(_not_edgeopt)  # edgeopt's lines have their own handler (configure_logging)
+    configure_logging(verbosity)
     if not args.debug:
-        for handler in logging.getLogger().handlers:
+        for handler in root.handlers:
             handler.addFilter(_without_traceback)
+    native = contextlib.ExitStack()
+    if not args.debug:  # C++ notices (oneDNN, CUDA, converter) go to a side file; -v shows them in place
+        native_log = native.enter_context(native_output_to())
+    with native:
+        status = _main(args)
+    if not args.debug:
+        if status not in (0, None):
+            print(f"edgeopt {args.command}: TensorFlow's native log is in {native_log}", file=sys.stderr)
+        else:
+            native_log.unlink(missing_ok=True)
+    return status
+
+
+def _main(args) -> int:
     try:
         with sigterm_raises():
             return _run(args)

@@ -101,10 +101,38 @@ def update_readme(folder: str, *, write: bool) -> bool:
     return updated == text
 
 
+#: JSON schemas published for editors and readers: report.json's contract, and recipe YAML files.
+SCHEMAS = {
+    "report.schema.json": "edgeopt.components._shared.report_model.Report",
+    "recipe.schema.json": "edgeopt.components.recipes.config.RecipeConfig",
+}
+SCHEMA_FOLDER = COMPONENTS.parent / "configs" / "schemas"
+
+
+def schema_text(dotted: str) -> str:
+    import json
+
+    return json.dumps(_load(dotted).model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def update_schema(name: str, *, write: bool) -> bool:
+    """Returns True when configs/schemas/NAME is current; rewrites it when `write`."""
+    path = SCHEMA_FOLDER / name
+    wanted = schema_text(SCHEMAS[name])
+    current = path.read_text() if path.exists() else None
+    if write and current != wanted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted)
+    return current == wanted
+
+
 def main() -> int:
     stale = [folder for folder in README_CONFIGS if not update_readme(folder, write=True)]
     for folder in stale:
         print(f"updated components/{folder}/README.md")
+    for name in SCHEMAS:
+        if not update_schema(name, write=True):
+            print(f"updated configs/schemas/{name}")
     return 0
 
 

@@ -76,3 +76,27 @@ def test_non_interactive_progress_is_one_line_per_recipe():
     assert lines[0] == "recipe 1/2 ptq_int8: quantize"
     assert lines[1].startswith("  ptq_int8: gate passed (")
     assert done.stdout.strip() == "0"
+
+
+NOISE = ("oneDNN", "cuda", "cuInit", "absl", "fully_quantize", "XNNPACK", "Epoch 1/", "Statistics for quantized",
+         "Assets written", "Downloading artifacts", "Gradients do not exist")  # fmt: skip
+
+
+def test_a_two_recipe_optimize_prints_the_table_and_no_library_noise(tiny_model, digits_examples, tmp_path):
+    done = subprocess.run(
+        ["edgeopt", "optimize", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",
+         "configs/data/digits.yaml", "--recipe", "configs/recipes/ptq_int8.yaml", "--recipe",
+         "configs/recipes/qat.yaml", "--out", str(tmp_path / "out"), "--timed-runs", "20"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode in (0, 3), done.stderr
+    printed = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert not [line for line in printed if any(noise in line for noise in NOISE)], printed
+    assert any(line.startswith("| ptq_int8 |") for line in printed) and any(
+        line.startswith("| qat |") for line in printed
+    )
+    assert len(printed) <= 20, printed
+    verbose = subprocess.run(
+        ["edgeopt", "-v", "recipes"], capture_output=True, text=True, timeout=120
+    )  # the same flags on every command
+    assert verbose.returncode == 0 and "ptq_int8" in verbose.stdout

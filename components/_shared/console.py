@@ -17,7 +17,9 @@ from pathlib import Path
 
 LOGGER_NAME = "edgeopt"
 QUIET, NORMAL, VERBOSE = -1, 0, 1
-NOISY_LOGGERS = ("tensorflow", "absl", "h5py", "matplotlib", "apache_beam", "alembic", "urllib3", "py.warnings")
+NOISY_LOGGERS = (
+    "tensorflow", "absl", "h5py", "matplotlib", "apache_beam", "alembic", "urllib3", "py.warnings", "mlflow", "optuna",
+)  # fmt: skip
 #: Python warnings libraries emit on every conversion or fit; shown with -v.
 NOISY_WARNINGS = (
     "Statistics for quantized inputs were expected",
@@ -41,14 +43,13 @@ def configure_logging(verbosity: int = NORMAL, *, stream=None) -> None:
     for handler in list(edgeopt.handlers):
         if getattr(handler, "_edgeopt_console", False):
             edgeopt.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream else _CurrentStderrHandler()
     handler._edgeopt_console = True
     handler.setFormatter(
         logging.Formatter("%(message)s" if level > logging.DEBUG else "%(levelname)s %(name)s: %(message)s")
     )
     edgeopt.addHandler(handler)
     edgeopt.setLevel(level)
-    edgeopt.propagate = False
     logging.captureWarnings(True)
     verbose = verbosity >= VERBOSE
     for name in NOISY_LOGGERS:
@@ -57,10 +58,24 @@ def configure_logging(verbosity: int = NORMAL, *, stream=None) -> None:
         for message in NOISY_WARNINGS:
             warnings.filterwarnings("ignore", message=f".*{message}.*")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with contextlib.suppress(ImportError):
             import absl.logging
 
             absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (a test's capture, the terminal behind
+    native_output_to), never to a stream that has since been closed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
 
 
 def keras_verbosity() -> int:
@@ -78,21 +93,33 @@ def native_output_to(path: str | os.PathLike | None = None):
     sys.stderr.flush()
     target = Path(path) if path else Path(tempfile.mkstemp(prefix="edgeopt-native-", suffix=".log")[1])
     saved_fd = os.dup(2)
-    terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8", errors="replace")
     python_stderr = sys.stderr
+    # Python's stderr follows the terminal only when it writes to descriptor 2 itself; one already replaced (a test
+    # harness capturing it, say) keeps its own destination.
+    swap = _writes_to_fd2(python_stderr)
+    terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8", errors="replace") if swap else None
     with open(target, "ab") as sink:
         os.dup2(sink.fileno(), 2)
-    sys.stderr = terminal
-    _retarget_handlers(python_stderr, terminal)
+    if swap:
+        sys.stderr = terminal
+        _retarget_handlers(python_stderr, terminal)
     try:
         yield target
     finally:
         sys.stderr.flush()
         os.dup2(saved_fd, 2)
         os.close(saved_fd)
-        sys.stderr = python_stderr
-        _retarget_handlers(terminal, python_stderr)
-        terminal.close()
+        if swap:
+            sys.stderr = python_stderr
+            _retarget_handlers(terminal, python_stderr)
+            terminal.close()
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
 
 
 def _retarget_handlers(old, new):

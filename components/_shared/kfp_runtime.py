@@ -7,6 +7,7 @@ import json
 
 from edgeopt.components._shared.data import DataSpec, TrainingData, load_training_data
 from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.report_model import validate_candidate
 
 
 def training_data(examples_path: str, data_spec: dict | None, module_file: str | None) -> TrainingData:
@@ -81,4 +82,4 @@ def evaluate_in_folder(candidate_dir, baseline_dir, data, gate, evaluation, cand
         f"| {baseline.metric['name']} | {baseline.metric['value']:.4f} | {candidate.metric['value']:.4f} |\n"
         f"| p50 ms | {baseline.latency_ms['p50']:.3f} | {candidate.latency_ms['p50']:.3f} |\n"
     )
-    return record
+    return validate_candidate(record)

@@ -7,14 +7,16 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt.components._shared.atomic import atomic_output_file
 from edgeopt.components._shared.data import Inputs, TrainingData, count
 from edgeopt.components._shared.errors import EdgeoptError
+from edgeopt.components._shared.hardware import describe_hardware, hardware_summary, speedup_significance
 from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
+from edgeopt.components._shared.progress import current as current_progress
+from edgeopt.components._shared.report_model import validate_report
 from edgeopt.components._shared.support import check_recipe, check_recipes
 from edgeopt.components._shared.tasks import FRACTION_METRICS
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
@@ -35,15 +37,23 @@ REPORT_MD = "report.md"
 BASELINE_DIR = "baseline"
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where progress lines go; the CLI prints them, a pipeline face may log them."""
+def _outcome(record: dict) -> str:
+    if record.get("error"):
+        return f"failed in {record.get('failed_step') or 'a step'}"
+    return "gate passed" if record["gate"]["passed"] else "gate failed: " + "; ".join(record["gate"]["reasons"])
 
-    verbose: int = 2
 
-    def say(self, message: str):
-        if self.verbose:
-            print(f"[edgeopt] {message}", flush=True)
+def label_speedup(record: dict, baseline_latency: dict) -> dict:
+    """Adds `speedup_significant` (and, when false, `speedup_note`) to a measured candidate: a speedup under the
+    timer's resolution or within the latencies' spread is not a measurement (components/_shared/hardware.py)."""
+    latency = record.get("latency_ms") or {}
+    if latency.get("p50") is None:
+        return record
+    significant, why = speedup_significance(baseline_latency, latency)
+    record["speedup_significant"] = significant
+    if not significant:
+        record["speedup_note"] = why
+    return record
 
 
 def run_recipe(
@@ -177,7 +187,7 @@ def optimize(
       The report (the content of report.json).
     """
     evaluation = evaluation or EvaluationConfig()
-    progress = Progress(verbose)
+    progress = current_progress()
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
     refused = check_recipes(inspection, recipes)  # recipes the model cannot run fail before any training
     if champion_tflite:
@@ -191,7 +201,7 @@ def optimize(
     model_path = resolve_model_path(model_path)
     digest_before = model_digest(model_path)
 
-    progress.say(f"baseline: exporting {model_path} as float .tflite and measuring it")
+    logger.info("baseline: exporting %s as float .tflite and measuring it", model_path)
     baseline, baseline_conversion = evaluate_baseline(
         model_path, output_dir, data=data, evaluation=evaluation, allow_unsafe=allow_unsafe
     )
@@ -211,9 +221,10 @@ def optimize(
         calibration = {"source": "caller-provided inputs", "count": count(calibration_inputs)}
     candidates = []
     for position, recipe in enumerate(recipes, start=1):
-        progress.say(f"recipe {position}/{len(recipes)} {recipe.name}: {recipe.technique_chain}")
+        progress.recipe(position, len(recipes), recipe.name, recipe.technique_chain)
         if recipe.name in refused:
-            progress.say(f"recipe {recipe.name} refused: {refused[recipe.name]}")
+            logger.warning("recipe %s refused: %s", recipe.name, refused[recipe.name])
+            progress.recipe_done(recipe.name, "refused")
             candidates.append(failed_record(recipe, refused[recipe.name]))
             continue
         try:
@@ -227,14 +238,15 @@ def optimize(
                 verbose=verbose,
             )
             evaluated = evaluate_tflite(tflite_path, data, evaluation)
-            record = candidate_record(recipe, evaluated, baseline, steps, champion)
+            record = label_speedup(candidate_record(recipe, evaluated, baseline, steps, champion), baseline.latency_ms)
         except EdgeoptError as err:
-            progress.say(f"recipe {recipe.name} failed: {err}")
+            logger.warning("recipe %s failed: %s", recipe.name, err)
             record = failed_record(recipe, err)
         except Exception as err:  # an unexpected failure of one recipe must not lose the others' results
-            progress.say(f"recipe {recipe.name} failed unexpectedly: {type(err).__name__}: {err} (details: -v)")
+            logger.warning("recipe %s failed unexpectedly: %s: %s (details: -v)", recipe.name, type(err).__name__, err)
             logger.debug("recipe %s failed:\n%s", recipe.name, traceback.format_exc())
             record = failed_record(recipe, err)
+        progress.recipe_done(recipe.name, _outcome(record))
         candidates.append(record)
 
     if model_digest(model_path) != digest_before:
@@ -254,6 +266,7 @@ def optimize(
             "num_eval_examples": baseline.num_eval_examples,
         },
         "evaluation": evaluation.to_dict(),
+        "hardware": describe_hardware(evaluation.num_threads),
         "calibration": calibration,
         "candidates": candidates,
         **job_notes(recipes, data, calibration.get("count")),
@@ -266,6 +279,8 @@ def optimize(
 
 
 def write_report(report: dict, output_dir: str | os.PathLike):
+    """Writes report.json (checked against the typed contract first) and report.md, each atomically."""
+    validate_report(report)
     output_dir = Path(output_dir)
     with atomic_output_file(output_dir / REPORT_JSON) as staging:
         staging.write_text(json.dumps(report, indent=2))
@@ -293,6 +308,12 @@ def _metric_delta(candidate: dict):
     return candidate.get("metric_delta", candidate.get("accuracy_drop"))
 
 
+def _speedup_cell(candidate: dict) -> str:
+    """The speedup, with `~` when it is below what the timing resolves (see `speedup_note` in report.json)."""
+    text = _fmt(candidate["speedup"], ".2f")
+    return f"~{text}" if candidate.get("speedup_significant") is False else text
+
+
 def render_table(report: dict) -> str:
     """A Markdown table of the baseline and every candidate, also what the CLI prints; the metric column is named
     after the task's metric, its delta is positive when the candidate is worse."""
@@ -315,7 +336,7 @@ def render_table(report: dict) -> str:
             f"{_fmt(candidate['gzip_bytes'], 'd')} | {_fmt(candidate['size_ratio'], '.2f')} | "
             f"{_fmt(candidate['gzip_ratio'], '.2f')} | {_fmt(_metric_value(candidate), '.4f')} | "
             f"{_fmt(_metric_delta(candidate), delta_format)} | {_fmt(candidate['latency_ms']['p50'], '.3f')} | "
-            f"{_fmt(candidate['latency_ms']['p90'], '.3f')} | {_fmt(candidate['speedup'], '.2f')} | "
+            f"{_fmt(candidate['latency_ms']['p90'], '.3f')} | {_speedup_cell(candidate)} | "
             f"{verdict.replace('|', '/')} |"
         )
     return "\n".join(rows)
@@ -337,9 +358,15 @@ def render_markdown(report: dict) -> str:
         f"Baseline `{baseline['model_path']}` (sha256 {baseline['model_digest'][:12]}), evaluated on "
         f"{baseline['num_eval_examples']} examples ({scored}). "
         f"Latency: {evaluation['timed_runs']} single-example runs after {evaluation['warmup_runs']} warm-up runs, "
-        f"{evaluation['num_threads']} thread(s), LiteRT interpreter. Ratios are against the float TFLite baseline; "
-        "speedup = baseline p50 / candidate p50.\n\n" + render_table(report) + "\n" + render_calibration(report)
+        f"{evaluation['num_threads']} thread(s), LiteRT interpreter" + _hardware_clause(report) + ". Ratios are "
+        "against the float TFLite baseline; speedup = baseline p50 / candidate p50 (`~` marks one below what the "
+        "timing resolves or within the spread).\n\n" + render_table(report) + "\n" + render_calibration(report)
     )
+
+
+def _hardware_clause(report: dict) -> str:
+    hardware = report.get("hardware")
+    return f" on {hardware_summary(hardware)}" if hardware else ""
 
 
 def render_calibration(report: dict) -> str:
@@ -367,7 +394,7 @@ def report_from_evaluations(records: list[dict], model_dir: str | os.PathLike) -
     records = sorted(records, key=lambda record: record["recipe"])
     baseline = dict(records[0]["baseline"], model_path=str(model_dir), model_digest=model_digest(model_dir))
     candidates = [{key: value for key, value in record.items() if key != "baseline"} for record in records]
-    return {"baseline": baseline, "candidates": candidates}
+    return validate_report({"baseline": baseline, "candidates": candidates})
 
 
 PUBLISHED_FILES = ("model.tflite", "edgeopt_recipe.json", "edgeopt_steps.json")

@@ -1,6 +1,5 @@
 """`edgeopt search`: the budgeted search from the command line, tracked like `optimize`."""
 
-import logging
 import sys
 from pathlib import Path
 
@@ -47,17 +46,12 @@ def search_config(args):
 
 
 def run_search(args) -> int:
+    from edgeopt.components._shared.console import keras_verbosity
     from edgeopt.components._shared.data import load_training_data
     from edgeopt.components.calibration.core import MANIFEST_FILE
     from edgeopt.components.search.core import PARETO_JSON, TRIALS_MD, search
 
     config = search_config(args)
-    progress = logging.getLogger("edgeopt.components.search")
-    if args.verbose and not progress.handlers:  # the core logs each trial; the CLI shows those lines as progress
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[edgeopt] %(message)s"))
-        progress.addHandler(handler)
-        progress.setLevel(logging.INFO)
     data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
     out = Path(args.out)
     report = search(
@@ -67,7 +61,7 @@ def run_search(args) -> int:
         data=data,
         calibration_dir=args.calibration,
         allow_unsafe=args.allow_unsafe_model,
-        verbose=args.verbose,
+        verbose=keras_verbosity(),
     )
     manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
     args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)
@@ -117,6 +111,8 @@ def add_commands(commands):
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads for latency (default 1)")
     parser.add_argument("--timed-runs", type=int, default=50, help="timed invocations per trial (default 50)")
     parser.add_argument("--warmup-runs", type=int, default=5, help="warm-up invocations per trial (default 5)")
-    parser.add_argument("--quiet", dest="verbose", action="store_const", const=0, default=2, help="no progress")
+    parser.add_argument(
+        "-q", "--quiet", dest="verbose", action="store_const", const=0, default=2, help="warnings and errors only"
+    )
     tracking_commands.add_tracking_args(parser)
     parser.set_defaults(handler=run_search)

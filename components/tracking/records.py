@@ -188,7 +188,20 @@ def job_tags(report: dict, *, examples: str | os.PathLike | None = None) -> dict
     best = best_candidate(report)
     if best is not None:
         tags[TAG_BEST_CANDIDATE] = best["recipe"]
+    tags.update(hardware_tags(report.get("hardware")))
     return tags
+
+
+def hardware_tags(hardware: dict | None) -> dict[str, str]:
+    """What measured the latencies, as parent-run tags: CPU, ISA flags, threads, LiteRT version."""
+    if not hardware:
+        return {}
+    return {
+        "edgeopt.hardware.cpu": str(hardware.get("cpu_model")),
+        "edgeopt.hardware.isa": ",".join(hardware.get("isa") or []),
+        "edgeopt.hardware.threads": str(hardware.get("num_threads")),
+        "edgeopt.hardware.litert": str((hardware.get("versions") or {}).get("ai-edge-litert")),
+    }
 
 
 def best_candidate(report: dict) -> dict | None:

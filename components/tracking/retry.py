@@ -1,8 +1,8 @@
 """Calling MLflow: bounded retries with backoff for transient failures, its HTTP settings, typed errors."""
 
 import contextlib
+import logging
 import os
-import sys
 import time
 
 import requests
@@ -17,6 +17,8 @@ from edgeopt.components.tracking.store import open_client
 # fails the same way on every try.
 TRANSIENT_ERROR_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "IO_ERROR"}
 # log_batch limits (mlflow/utils/validation.py).
+
+_log = logging.getLogger(__name__)
 
 
 def _now_ms() -> int:
@@ -104,8 +106,10 @@ def _as_tracking_error(uri: str):
 
 
 def _say(message: str, *, verbose: int = 1, problem: bool = False):
-    if verbose or problem:
-        print(f"[edgeopt] {message}", file=sys.stderr if problem else sys.stdout, flush=True)
+    if problem:
+        _log.warning(message)
+    elif verbose:
+        _log.info(message)
 
 
 def _warn(message: str):
