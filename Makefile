@@ -2,7 +2,7 @@
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
 
-.PHONY: env install demo test lint format docs compile bench clean
+.PHONY: env install demo test test-fast lint format docs compile bench clean
 
 env:
 	$(IN_ENV) --build
@@ -19,6 +19,11 @@ test: install
 	$(IN_ENV) ruff check .
 	$(IN_ENV) ruff format --check .
 	$(IN_ENV) python -m pytest $(PYTEST_ARGS)
+
+# Everything but the end-to-end pipelines and the slowest jobs (markers in pyproject.toml): the quick local check.
+test-fast: install
+	$(IN_ENV) ruff check .
+	$(IN_ENV) python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(IN_ENV) ruff check .

@@ -11,6 +11,13 @@ TINY_FILTERS = 8
 TINY_DENSE_UNITS = 32
 
 
+def pytest_collection_modifyitems(items):
+    """Every test under tests/e2e/ runs a whole pipeline: mark it, so `make test-fast` can leave it out."""
+    for item in items:
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def digits_examples(tmp_path_factory):
     return write_digits_examples(tmp_path_factory.mktemp("digits") / "examples")
