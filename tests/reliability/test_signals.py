@@ -71,6 +71,7 @@ def test_a_retry_with_the_same_orchestrator_run_id_closes_the_earlier_attempt(tm
     config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="retries")
     crashed = tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt1", orchestrator_run_id="run-7")
     crashed.__enter__()  # the pod died here: its parent run was created and never ended
+    crashed._signals.__exit__(None, None, None)  # and its signal handlers died with it (they are process-wide)
     with tracked_job(config, orchestrator="kfp", output_dir=tmp_path / "attempt2", orchestrator_run_id="run-7") as job:
         assert job.closed_orphans == [crashed.parent_run_id]
     from mlflow import MlflowClient
