@@ -176,14 +176,32 @@ def _add_measurement_args(parser):
     )
 
 
+#: Packages whose versions `edgeopt --version` prints beside edgeopt's (metadata only: nothing is imported).
+VERSION_PACKAGES = (
+    "edgeopt", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "ai-edge-quantizer",
+    "tfx", "kfp", "mlflow", "apache-beam", "optuna",
+)  # fmt: skip
+
+
+def version_text() -> str:
+    from edgeopt.components._shared.hardware import package_versions
+
+    versions = package_versions(VERSION_PACKAGES)
+    lines = [f"edgeopt {versions.pop('edgeopt') or 'not installed'}"]
+    lines += [f"  {name} {version or '-'}" for name, version in versions.items()]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeopt",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version's lines
         epilog=f"exit status: 0 ok, {EXIT_USAGE_ERROR} bad input (nothing ran) or output error (disk full), "
         f"{EXIT_RECIPE_FAILED} a recipe failed, "
         f"{EXIT_GATE_FAILED} a gate failed (--fail-on-gate), {EXIT_SIGINT}/{EXIT_SIGTERM} interrupted/terminated",
     )
+    parser.add_argument("--version", action="version", version=version_text(), help="versions of edgeopt and its stack")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train (or reuse) the digits baseline and run every recipe")

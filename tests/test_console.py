@@ -100,3 +100,12 @@ def test_a_two_recipe_optimize_prints_the_table_and_no_library_noise(tiny_model,
         ["edgeopt", "-v", "recipes"], capture_output=True, text=True, timeout=120
     )  # the same flags on every command
     assert verbose.returncode == 0 and "ptq_int8" in verbose.stdout
+
+
+def test_version_names_edgeopt_and_its_stack():
+    done = subprocess.run(["edgeopt", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("edgeopt ")
+    assert any(line.strip().startswith("tensorflow 2.21") for line in lines)
+    assert any(line.strip().startswith("ai-edge-litert ") for line in lines)
