@@ -295,6 +295,24 @@ def inspect_model(path: str | os.PathLike) -> ModelInspection:
     )
 
 
+def saved_training_loss_config(path: str | os.PathLike):
+    """The `loss` of the training config a tf-keras model was saved with (a name or a {class_name, config} dict),
+    read from keras_metadata.pb or a .keras file's config.json without deserializing anything; None without one."""
+    from edgeopt.components._shared.model_io import resolve_model_path
+
+    path = resolve_model_path(path)
+    try:
+        if detect_format(path) in (ModelFormat.TF_KERAS_FILE, ModelFormat.KERAS3_FILE):
+            compile_config = _read_keras_file_config(path)[0].get("compile_config") or {}
+            return compile_config.get("loss")
+        if (path / KERAS_METADATA_FILE).is_file():
+            root = next((node for node in _read_saved_model_metadata(path) if node["_node_path"] == "root"), {})
+            return (root.get("training_config") or {}).get("loss")
+    except (ModelLoadError, OSError, KeyError):
+        return None
+    return None
+
+
 def check_flatbuffer_limit(path: Path, weight_bytes: int):
     """Fails before any work when the float weights alone exceed what one TFLite flatbuffer can hold."""
     if weight_bytes > FLATBUFFER_LIMIT_BYTES:

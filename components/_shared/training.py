@@ -2,6 +2,7 @@
 
 import contextlib
 import contextvars
+import logging
 import random
 
 import numpy as np
@@ -12,6 +13,8 @@ from edgeopt.components._shared.finite import StopOnNonFiniteLoss
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
 from edgeopt.components._shared.tasks import Task, TaskSpec, match_output_name
+
+logger = logging.getLogger(__name__)
 
 PRUNABLE_LAYER_TYPES = ("Dense", "Conv2D")
 # Callbacks a caller adds to every fine_tune inside `extra_fit_callbacks` (the search's per-epoch pruning reports),
@@ -55,11 +58,30 @@ def outputs_probabilities(model, output: str | None = None) -> bool:
     return _activation_name(layer) in ("softmax", "sigmoid")
 
 
-def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool):
-    """The fine-tuning loss: the module's loss_fn, else the task's (classification: sparse or, for one-hot labels,
-    categorical cross-entropy; binary and multilabel: binary cross-entropy; regression: mean squared error)."""
+def saved_loss(model_path):
+    """The loss the model was compiled with when it was saved (a built-in Keras loss, by name or config), read from
+    the saved training config without deserializing the model; None when it was saved uncompiled, with a custom or
+    per-output loss, or in a format without one."""
+    from edgeopt.components._shared.model_format import saved_training_loss_config
+
+    config = saved_training_loss_config(model_path)
+    if not isinstance(config, str | dict) or (isinstance(config, dict) and "class_name" not in config):
+        return None
+    try:
+        return keras.losses.get(config)
+    except (ValueError, TypeError) as err:  # a custom loss: fine-tuning falls back to the task's loss
+        logger.info("the saved loss %s is not a built-in Keras loss (%s); using the task's loss", config, err)
+        return None
+
+
+def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool, compiled=None):
+    """The fine-tuning loss: the module's loss_fn; else, when the data declares no task, the loss the model was
+    saved compiled with (`compiled`); else the task's (classification: sparse or, for one-hot labels, categorical
+    cross-entropy; binary and multilabel: binary cross-entropy; regression: mean squared error)."""
     if task.loss_fn is not None:
         return task.loss_fn
+    if compiled is not None and not task.declared:
+        return compiled
     if task.task == Task.CLASSIFICATION:
         if labels.ndim > 1:
             return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
@@ -92,8 +114,10 @@ def fine_tune(
     from_logits: bool,
     callbacks=(),
     verbose: int = 2,
+    compiled_loss=None,
 ):
-    """Compiles `model` with the loss of the data's task and fits it on the training split.
+    """Compiles `model` with the loss of the data's task (or `compiled_loss`, the one the model was saved with, when
+    the data declares no task: see `task_loss`) and fits it on the training split.
 
     `from_logits` is the caller's reading of a single-output model; for several outputs only the metric's output
     is trained against the labels (the others get no loss), with from_logits read from that output's layer.
@@ -102,7 +126,7 @@ def fine_tune(
     output = _metric_output(model, data.task)
     if output is not None:
         from_logits = not outputs_probabilities(model, output)
-    loss = task_loss(data.task, labels, from_logits=from_logits)
+    loss = task_loss(data.task, labels, from_logits=from_logits, compiled=compiled_loss if output is None else None)
     labels = data.training_labels(labels)
     metric = "accuracy"  # callers read history["accuracy"]; for a regressor it is Keras' exact-match accuracy
     model.compile(
@@ -168,6 +192,7 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
         learning_rate=config.learning_rate,
         from_logits=not outputs_probabilities(model),
         callbacks=callbacks,
+        compiled_loss=saved_loss(model_path),
         verbose=verbose,
     )
     return wrapped, wrapped_names

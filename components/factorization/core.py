@@ -16,7 +16,7 @@ from edgeopt.components._shared.topology import (
     rebuild,
     require_rebuildable,
 )
-from edgeopt.components._shared.training import fine_tune, outputs_probabilities, set_seeds
+from edgeopt.components._shared.training import fine_tune, outputs_probabilities, saved_loss, set_seeds
 from edgeopt.components.factorization.config import FactorizationConfig, RankSelection
 
 logger = logging.getLogger(__name__)
@@ -203,6 +203,7 @@ def factorize(
             learning_rate=config.learning_rate,
             from_logits=not outputs_probabilities(model),
             verbose=verbose,
+            compiled_loss=saved_loss(model_path),
         )
         train_accuracy = float(factorized.history.history["accuracy"][-1])
     result = FactorizationResult(

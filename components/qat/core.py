@@ -7,7 +7,7 @@ from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.keras_bootstrap import keras, tfmot
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
-from edgeopt.components._shared.training import fine_tune, outputs_probabilities, set_seeds
+from edgeopt.components._shared.training import fine_tune, outputs_probabilities, saved_loss, set_seeds
 from edgeopt.components.qat.config import QatConfig, QatScheme
 
 
@@ -111,6 +111,7 @@ def quantization_aware_train(
         learning_rate=config.learning_rate,
         from_logits=from_logits,
         verbose=verbose,
+        compiled_loss=saved_loss(model_path),
     ).history.history
     quantized_layers = [
         layer.layer.name for layer in quantized.layers if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper)
