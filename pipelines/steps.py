@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.data import is_module_name
+from edgeopt.components._shared.data import load_module
 from edgeopt.components._shared.errors import DataError
 from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
 from edgeopt.pipelines import fileio
@@ -84,15 +84,7 @@ def _is_int(text: str) -> bool:
 
 def train_with_module(module_file: str, examples_dir: str, output_dir: str | os.PathLike, custom_config: dict) -> Path:
     """Calls a TFX Trainer module's `run_fn(fn_args)` outside TFX, with the FnArgs fields such modules read."""
-    import importlib
-    import importlib.util
-
-    if is_module_name(module_file):
-        module = importlib.import_module(module_file)
-    else:
-        spec = importlib.util.spec_from_file_location("edgeopt_trainer_module", module_file)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    module = load_module(module_file)
     with atomic_output_dir(output_dir) as staging:
         module.run_fn(
             SimpleNamespace(

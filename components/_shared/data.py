@@ -333,6 +333,20 @@ class TrainingData:
         return labels.astype(np.float32)
 
 
+def check_one_data_source(data_spec, module_file) -> None:
+    """The one rule of every face: the training input comes from exactly one of a data spec or a module file
+    (an empty value, as KFP passes for an unset parameter, counts as absent).
+
+    Raises:
+      ConfigError: neither or both.
+    """
+    if bool(data_spec) == bool(module_file):
+        raise ConfigError(
+            "pass exactly one of data_spec (a DataSpec: YAML path, dict or object) or module_file (a Trainer-style "
+            "module with input_fn, as a file or an import name)"
+        )
+
+
 def load_training_data(
     examples: str | os.PathLike,
     *,
@@ -347,8 +361,7 @@ def load_training_data(
       ConfigError: neither or both of data_spec and module_file.
       DataError: missing splits, unreadable files, or an input_fn that returns an endless dataset.
     """
-    if (data_spec is None) == (module_file is None):
-        raise ConfigError("pass exactly one of data_spec (a YAML data spec) or module_file (with input_fn)")
+    check_one_data_source(data_spec, module_file)
     if data_spec is not None:
         spec = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_yaml(data_spec)
         train_split = train_split or spec.train_split

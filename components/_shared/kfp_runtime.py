@@ -5,15 +5,13 @@ No kfp import here: the bodies pass plain paths and dicts, so this stays testabl
 
 import json
 
-from edgeopt.components._shared.data import DataSpec, TrainingData, load_training_data
-from edgeopt.components._shared.errors import ConfigError
+from edgeopt.components._shared.data import DataSpec, TrainingData, check_one_data_source, load_training_data
 from edgeopt.components._shared.report_model import validate_candidate
 
 
 def training_data(examples_path: str, data_spec: dict | None, module_file: str | None) -> TrainingData:
     """Exactly one of a data spec (as a dict, the YAML's content) or a module file/import name."""
-    if bool(data_spec) == bool(module_file):
-        raise ConfigError("pass exactly one of data_spec (a DataSpec as a dict) or module_file (with input_fn)")
+    check_one_data_source(data_spec, module_file)
     if data_spec:
         return load_training_data(examples_path, data_spec=DataSpec.from_dict(data_spec))
     return load_training_data(examples_path, module_file=module_file)

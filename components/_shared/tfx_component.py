@@ -11,7 +11,13 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from edgeopt.components import __version__
-from edgeopt.components._shared.data import DataSpec, TrainingData, is_module_name, load_training_data
+from edgeopt.components._shared.data import (
+    DataSpec,
+    TrainingData,
+    check_one_data_source,
+    is_module_name,
+    load_training_data,
+)
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.remote_files import local_artifacts
 
@@ -65,8 +71,7 @@ def validated_config(config_class, config):
 
 def data_source_properties(data_spec=None, module_file=None) -> dict:
     """Exec properties for the training input: exactly one of a data spec or a Trainer-style module file."""
-    if (data_spec is None) == (module_file is None):
-        raise ConfigError("pass exactly one of data_spec (a DataSpec, dict or YAML path) or module_file (input_fn)")
+    check_one_data_source(data_spec, module_file)
     if data_spec is not None:
         if isinstance(data_spec, (str, os.PathLike)) and str(data_spec).endswith((".yaml", ".yml")):
             data_spec = DataSpec.from_yaml(data_spec)

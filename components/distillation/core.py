@@ -1,16 +1,13 @@
 """Knowledge distillation: a frozen teacher's softened outputs and the hard labels train a smaller student."""
 
-import importlib
-import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.data import TrainingData, is_module_name
-from edgeopt.components._shared.errors import ConfigError, UnsupportedModelError
+from edgeopt.components._shared.data import TrainingData, load_module
+from edgeopt.components._shared.errors import ConfigError, DataError, UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
 from edgeopt.components._shared.topology import rebuild, require_rebuildable
@@ -129,15 +126,10 @@ def scale_width(teacher, width_multiplier: float):
 
 
 def _import_student_fn(module: str):
-    if is_module_name(module):
-        loaded = importlib.import_module(module)
-    else:
-        path = Path(module)
-        if not path.is_file():
-            raise ConfigError(f"DistillationConfig.student_module: {module} does not exist; pass a Python file")
-        spec = importlib.util.spec_from_file_location(f"edgeopt_student_module_{path.stem}", path)
-        loaded = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(loaded)
+    try:
+        loaded = load_module(module)
+    except DataError as err:
+        raise ConfigError(f"DistillationConfig.student_module: {err}; pass a Python file or module name") from err
     student_fn = getattr(loaded, "student_fn", None)
     if not callable(student_fn):
         raise ConfigError(f"{module} defines no student_fn(); add one returning the (uncompiled) student model")
