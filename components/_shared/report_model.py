@@ -22,7 +22,7 @@ class Latency(_Model):
     """Single-example latency through the LiteRT interpreter, in milliseconds."""
 
     p50: float | None = pydantic.Field(description="Median of the timed invocations.")
-    p90: float | None = pydantic.Field(description="90th percentile of the timed invocations.")
+    p90: float | None = pydantic.Field(None, description="90th percentile of the timed invocations.")
 
 
 class Metric(_Model):
@@ -44,12 +44,12 @@ class GateVerdict(_Model):
 class Baseline(_Open):
     """The float TFLite export of the input model: the reference of every ratio."""
 
-    tflite_path: str = pydantic.Field(description="The float .tflite.")
+    tflite_path: str | None = pydantic.Field(None, description="The float .tflite.")
     tflite_bytes: int = pydantic.Field(description="File size in bytes.")
     gzip_bytes: int = pydantic.Field(description="gzip -9 size: the over-the-air payload.")
-    accuracy: float | None = pydantic.Field(description="Top-1 accuracy (None for tasks without accuracy).")
+    accuracy: float | None = pydantic.Field(None, description="Top-1 accuracy (None for tasks without accuracy).")
     metric: Metric | None = pydantic.Field(None, description="The task's metric.")
-    latency_ms: Latency = pydantic.Field(description="Latency of the float model.")
+    latency_ms: Latency | None = pydantic.Field(None, description="Latency of the float model.")
     max_abs_diff: float | None = pydantic.Field(None, description="Largest |Keras - TFLite| output difference.")
     non_weight_bytes_share: float | None = pydantic.Field(None, description="Share of the file that is not weights.")
     model_path: str | None = pydantic.Field(None, description="The input model (never modified).")
@@ -58,24 +58,24 @@ class Baseline(_Open):
 
 
 class Candidate(_Open):
-    """One recipe's result: measured and gated, or failed with the step and the error."""
+    """One recipe's result: measured and gated, or failed with the step and the error (its measurements None)."""
 
     recipe: str = pydantic.Field(description="Recipe name.")
-    steps: list[str] = pydantic.Field(description="Techniques in order, e.g. [prune, quantize].")
-    tflite_path: str | None = pydantic.Field(description="The candidate .tflite (None when the recipe failed).")
-    tflite_bytes: int | None = pydantic.Field(description="File size in bytes.")
-    gzip_bytes: int | None = pydantic.Field(description="gzip -9 size.")
-    size_ratio: float | None = pydantic.Field(description="Baseline bytes / candidate bytes.")
-    gzip_ratio: float | None = pydantic.Field(description="Baseline gzip bytes / candidate gzip bytes.")
-    accuracy: float | None = pydantic.Field(description="Top-1 accuracy (None for tasks without accuracy).")
-    accuracy_drop: float | None = pydantic.Field(description="Baseline accuracy - candidate accuracy, in points.")
+    steps: list[str] = pydantic.Field(default_factory=list, description="Techniques in order, e.g. [prune, quantize].")
+    tflite_path: str | None = pydantic.Field(None, description="The candidate .tflite (None when the recipe failed).")
+    tflite_bytes: int | None = pydantic.Field(None, description="File size in bytes.")
+    gzip_bytes: int | None = pydantic.Field(None, description="gzip -9 size.")
+    size_ratio: float | None = pydantic.Field(None, description="Baseline bytes / candidate bytes.")
+    gzip_ratio: float | None = pydantic.Field(None, description="Baseline gzip bytes / candidate gzip bytes.")
+    accuracy: float | None = pydantic.Field(None, description="Top-1 accuracy (None for tasks without accuracy).")
+    accuracy_drop: float | None = pydantic.Field(None, description="Baseline accuracy - candidate accuracy, in points.")
     metric: Metric | None = pydantic.Field(None, description="The task's metric.")
     metric_delta: float | None = pydantic.Field(
         None, description="How much worse than the baseline on the metric (positive = worse; points for fractions)."
     )
     metric_delta_relative: float | None = pydantic.Field(None, description="metric_delta in % of the baseline.")
-    latency_ms: Latency = pydantic.Field(description="Latency of the candidate.")
-    speedup: float | None = pydantic.Field(description="Baseline p50 / candidate p50, same run, same threads.")
+    latency_ms: Latency | None = pydantic.Field(None, description="Latency of the candidate.")
+    speedup: float | None = pydantic.Field(None, description="Baseline p50 / candidate p50, same run, same threads.")
     speedup_significant: bool | None = pydantic.Field(
         None, description="False when the speedup is below the timer's resolution or within the latencies' spread."
     )
