@@ -54,6 +54,7 @@ def test_same_seed_same_bytes_and_another_seed_other_bytes(digits_examples, prop
     assert other.data_sha256 != proportional.data_sha256
 
 
+@pytest.mark.slow
 def test_two_worker_processes_give_the_same_sample(digits_examples, proportional, tmp_path):
     config = CalibrationConfig(size=100, seed=7, label_key="label")
     parallel = sample_calibration_data(digits_examples, config, tmp_path / "mp", beam_pipeline_args=TWO_WORKERS)
@@ -202,6 +203,7 @@ def test_int8_recipe_converts_with_the_artifact(tiny_model, digits_data, proport
     assert candidate["gate"]["passed"], candidate["gate"]
 
 
+@pytest.mark.slow
 def test_cli_sample_twice_writes_identical_data(digits_examples, tmp_path):
     digests = []
     for run in ("one", "two"):

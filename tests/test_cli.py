@@ -3,6 +3,8 @@
 import json
 import subprocess
 
+import pytest
+
 from edgeopt.components._shared.model_io import model_digest
 from edgeopt.components.recipes.config import RecipeConfig
 
@@ -24,6 +26,7 @@ def _write_recipe(path, **fields):
     return path
 
 
+@pytest.mark.slow
 def test_optimize_writes_the_report_contract(tiny_model, digits_examples, tmp_path):
     int8 = _write_recipe(
         tmp_path / "int8.json", name="int8", steps=[{"technique": "quantize", "config": {"mode": "full_integer"}}]
@@ -63,6 +66,7 @@ def test_optimize_writes_the_report_contract(tiny_model, digits_examples, tmp_pa
     assert "fp16_strict" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_optimize_refuses_h5_without_opt_in(tmp_path, digits_examples):
     from edgeopt.components._shared.keras_bootstrap import keras
 
@@ -85,6 +89,7 @@ def test_bad_recipe_file_is_named_in_the_error(tmp_path):
     assert "bad.yaml" in result.stderr and "target_sparsity" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_trains_the_baseline_and_reports(tmp_path):
     out = tmp_path / "demo"
     result = edgeopt("demo", "--out", out, "--recipe", "configs/recipes/ptq_int8.yaml", "--timed-runs", 20)

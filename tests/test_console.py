@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
@@ -82,6 +84,7 @@ NOISE = ("oneDNN", "cuda", "cuInit", "absl", "fully_quantize", "XNNPACK", "Epoch
          "Assets written", "Downloading artifacts", "Gradients do not exist")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_two_recipe_optimize_prints_the_table_and_no_library_noise(tiny_model, digits_examples, tmp_path):
     done = subprocess.run(
         ["edgeopt", "optimize", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",

@@ -68,6 +68,7 @@ def test_distillation_loss_matches_its_formula():
     np.testing.assert_allclose(tf.nn.softmax(as_logits(probabilities, True) / 2.0), p, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_distilled_student_against_the_same_student_trained_on_labels_only(tiny_model, digits_data, tmp_path):
     accuracies = {}
     for name, alpha in (("distilled", 0.5), ("labels_only", 1.0)):
@@ -163,6 +164,7 @@ def test_tfx_executor_and_kfp_component_distill(tiny_model, digits_examples, tmp
     assert metrics.metadata["student_params"] == 2570 and student.metadata["edgeopt_config"]["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_both_topology_recipes_through_optimize(tiny_model, digits_data, tmp_path, unchanged):
     unchanged(tiny_model)
     recipes = [RecipeConfig.builtin("lowrank_int8"), RecipeConfig.builtin("distill_half_int8")]
@@ -177,6 +179,7 @@ def test_both_topology_recipes_through_optimize(tiny_model, digits_data, tmp_pat
         assert candidate["accuracy"] > 0.85
 
 
+@pytest.mark.slow
 def test_teacher_outputs_on_the_fly_train_like_cached_ones(tiny_model, digits_data, tmp_path):
     losses = {}
     for mode in ("cached", "on_the_fly"):
@@ -185,6 +188,7 @@ def test_teacher_outputs_on_the_fly_train_like_cached_ones(tiny_model, digits_da
     assert losses["on_the_fly"] == pytest.approx(losses["cached"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_distill_half_int8_through_the_tfx_recipe_executor(tiny_model, digits_examples, tmp_path):
     from edgeopt.components.recipes.tfx_component import ModelOptimizerExecutor
     from tests.helpers import kernels

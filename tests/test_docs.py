@@ -30,6 +30,7 @@ def readme_example() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_library_example_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", readme_example()], cwd=tmp_path, capture_output=True, text=True, timeout=600

@@ -45,6 +45,7 @@ def out(tmp_path, name, kind=dsl.Model):
     return kind(name=name, uri=str(tmp_path / name), metadata={})
 
 
+@pytest.mark.slow
 def test_sample_prune_quantize_export_evaluate_through_python_func(tiny_model, digits_examples, spec, tmp_path):
     examples = dsl.Dataset(name="examples", uri=str(digits_examples), metadata={})
     calibration, metrics = out(tmp_path, "calibration", dsl.Dataset), out(tmp_path, "m0", dsl.Metrics)

@@ -67,6 +67,7 @@ def _one_epoch(name: str) -> RecipeConfig:
     return RecipeConfig.model_validate(recipe)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["qat", "cqat", "pqat", "pcqat"])
 def test_dense_batchnorm_mlp_runs_every_qat_recipe(tmp_path, cancer_data, dense_bn_mlp, unchanged, name):
     recipe = _one_epoch(name)
@@ -124,6 +125,7 @@ def module_saved_model(tmp_path_factory, cancer_data):
     return path
 
 
+@pytest.mark.slow
 def test_plain_saved_model_runs_export_and_ptq_and_refuses_training(
     tmp_path, cancer_data, module_saved_model, unchanged
 ):
@@ -137,6 +139,7 @@ def test_plain_saved_model_runs_export_and_ptq_and_refuses_training(
     assert "recipes of this job that apply: ['ptq_int8', 'ptq_dynamic']" in report["candidates"][2]["error"]
 
 
+@pytest.mark.slow
 def test_subclassed_model_runs_ptq_and_refuses_training_before_work(tmp_path, cancer_data, unchanged):
     from edgeopt.components.recipes.core import optimize
 
@@ -236,6 +239,7 @@ def keras3_model(tmp_path_factory, cancer_data):
     return folder
 
 
+@pytest.mark.slow
 def test_keras3_file_runs_every_ptq_recipe_and_qat_through_a_tf_keras_rebuild(tmp_path, cancer_data, keras3_model):
     from edgeopt.components._shared.model_format import ModelFormat
     from edgeopt.components._shared.model_io import load_keras_model, model_digest
@@ -259,6 +263,7 @@ def test_keras3_file_runs_every_ptq_recipe_and_qat_through_a_tf_keras_rebuild(tm
     assert model_digest(path) == before
 
 
+@pytest.mark.slow
 def test_keras3_model_that_cannot_be_rebuilt_refuses_training_before_work(tmp_path, cancer_data, keras3_model):
     from edgeopt.components.recipes.core import optimize
 
@@ -270,6 +275,7 @@ def test_keras3_model_that_cannot_be_rebuilt_refuses_training_before_work(tmp_pa
     assert "recipes of this job that apply: ['ptq_dynamic']" in report["candidates"][1]["error"]
 
 
+@pytest.mark.slow
 def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model):
     from edgeopt.components._shared.model_format import ModelFormat
     from edgeopt.components.recipes.core import optimize
@@ -311,6 +317,7 @@ def test_too_few_weights_counts_nonzero_weights_and_channels():
     )
 
 
+@pytest.mark.slow
 def test_cli_runs_ptq_on_a_plain_saved_model_and_refuses_qat_without_a_traceback(
     tmp_path, cancer_data, module_saved_model
 ):

@@ -97,6 +97,7 @@ def _check_named_input_report(out: Path, metric_name: str):
     return report
 
 
+@pytest.mark.slow
 def test_dict_input_classifier_through_the_cli_with_a_data_spec(wine, tmp_path):
     examples, model = wine
     spec = tmp_path / "spec.json"
@@ -112,6 +113,7 @@ def test_dict_input_classifier_through_the_cli_with_a_data_spec(wine, tmp_path):
     assert [record["technique"] for record in prune["step_records"]] == ["prune", "quantize"]
 
 
+@pytest.mark.slow
 def test_dict_input_classifier_through_the_cli_with_a_module_file(wine, tmp_path):
     examples, model = wine
     module = tmp_path / "trainer_module.py"
@@ -328,6 +330,7 @@ def test_scalar_features_reach_inputs_of_shape_one_by_name(tmp_path):
         runner.predict({"age": columns["age"], "weight": columns["dose"]})
 
 
+@pytest.mark.slow
 def test_multilabel_and_one_hot_labels_fine_tune_with_their_task_loss(tmp_path):
     """QAT on a three-tag sigmoid model and on a softmax model with one-hot float labels: sparse cross-entropy
     (the classifier default) would refuse both label shapes, so a measured candidate shows the task's loss ran."""

@@ -23,6 +23,7 @@ def float_accuracy(tiny_model, digits_data, tmp_path_factory):
     return evaluate_tflite(exported.tflite_path, digits_data, FAST_EVAL).accuracy
 
 
+@pytest.mark.slow
 def test_qat_then_quantize_gives_int8_within_two_points(tiny_model, digits_data, float_accuracy, tmp_path, unchanged):
     unchanged(tiny_model)
     recipe = RecipeConfig(name="qat", steps=[{"technique": "qat", "config": {"epochs": 2}}, {"technique": "quantize"}])
@@ -88,6 +89,7 @@ def _distinct_per_output_channel(tensor) -> int:
         ),
     ],
 )
+@pytest.mark.slow
 def test_collaborative_chains_keep_what_earlier_steps_made(
     name, steps, keeps_sparsity, keeps_clusters, tiny_model, digits_data, float_accuracy, tmp_path
 ):

@@ -41,6 +41,7 @@ def test_budget_flag_parses_the_accuracy_drop_and_names_the_fix():
         parse_budget("max_accuracy_drop=lots")
 
 
+@pytest.mark.slow
 def test_search_resumes_without_rerunning_finished_trials(tiny_model, digits_data, tmp_path, monkeypatch, unchanged):
     unchanged(tiny_model)
     recipes_run = []
@@ -112,6 +113,7 @@ def test_resuming_with_other_objectives_is_refused(tmp_path):
         search_core.open_study(SearchConfig(objectives=["latency_p50"]), tmp_path)
 
 
+@pytest.mark.slow
 def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digits_data, tmp_path):
     config = SearchConfig(
         trials=1,
@@ -134,6 +136,7 @@ def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digit
     assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
 
 
+@pytest.mark.slow
 def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, tmp_path, capsys, monkeypatch):
     from mlflow import MlflowClient
 
@@ -185,6 +188,7 @@ def test_kfp_search_component_outputs_the_winner(tiny_model, digits_examples, tm
     assert winner in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_fine_tuning_trials_are_pruned_on_per_epoch_accuracy(tiny_model, digits_data, tmp_path):
     # A threshold below any possible drop: the pruner stops the trial at its first epoch after the warm-up one.
     config = SearchConfig(

@@ -84,6 +84,7 @@ def test_float_layers_by_name_and_the_mode_rule(sensitive_model, digits_data, tm
         )
 
 
+@pytest.mark.slow
 def test_sensitivity_artifacts_are_logged_on_the_candidate_run(sensitive_model, digits_data, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 

@@ -87,6 +87,7 @@ def _spec_properties():
     return face.data_source_properties(data_spec=DATA_SPEC) | {face.COMPONENT_VERSION_KEY: "test"}
 
 
+@pytest.mark.slow
 def test_executors_chain_sample_prune_quantize_export_evaluate(tiny_model, digits_examples, tmp_path):
     examples = artifact(standard_artifacts.Examples, digits_examples)
     model = artifact(standard_artifacts.Model, tiny_model)
@@ -168,6 +169,7 @@ def test_training_step_executors_write_a_keras_model(
     )
 
 
+@pytest.mark.slow
 def test_executors_sample_optimize_export_evaluate_report_on_remote_uris(tiny_model, digits_examples, tmp_path):
     """On Vertex AI artifact URIs are gs://...; TF's offline ram:// filesystem stands in for it here."""
     from mlflow import MlflowClient

@@ -310,6 +310,7 @@ def test_exception_inside_the_job_ends_the_parent_failed_with_the_reason(tmp_pat
     assert not client.search_runs([run.info.experiment_id], "attributes.status = 'RUNNING'")
 
 
+@pytest.mark.slow
 def test_server_on_sqlite_promote_and_compare_from_the_cli(job, sqlite_server, tmp_path):
     config = TrackingConfig(
         tracking_uri=sqlite_server.url, experiment_name="server", registered_model_name="tiny-server", **FAST
@@ -341,6 +342,7 @@ def test_server_on_sqlite_promote_and_compare_from_the_cli(job, sqlite_server, t
     assert latencies == sorted(latencies) and len(latencies) == 4
 
 
+@pytest.mark.slow
 def test_server_on_postgresql(job, postgres_uri, tmp_path):
     server = MlflowServer(postgres_uri, tmp_path / "artifacts", tmp_path / "server.log")
     try:
@@ -352,6 +354,7 @@ def test_server_on_postgresql(job, postgres_uri, tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_server_dying_mid_job_spools_and_sync_completes_the_same_runs(job, tmp_path):
     backend, artifacts = f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "artifacts"
     server = MlflowServer(backend, artifacts, tmp_path / "first.log")
@@ -383,6 +386,7 @@ def test_server_dying_mid_job_spools_and_sync_completes_the_same_runs(job, tmp_p
         restarted.stop()
 
 
+@pytest.mark.slow
 def test_server_unreachable_at_start_job_runs_and_sync_uploads_elsewhere(job, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     spool = tmp_path / "spool"
@@ -401,6 +405,7 @@ def test_server_unreachable_at_start_job_runs_and_sync_uploads_elsewhere(job, tm
     assert (tmp_path / "mlartifacts").is_dir()
 
 
+@pytest.mark.slow
 def test_cli_optimize_gates_against_the_champion_and_registers_a_challenger(job, tmp_path):
     store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()

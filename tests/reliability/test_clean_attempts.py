@@ -11,6 +11,7 @@ from edgeopt.components.recipes.core import run_recipe_to_folder
 from tests.reliability.conftest import PTQ_DYNAMIC, failing_recipe, job_runs, optimize_args
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_the_earlier_candidates_and_keeps_the_store(cli, tiny_model, digits_examples, tmp_path):
     out = tmp_path / "out"
     assert cli(*optimize_args(tiny_model, digits_examples, out, PTQ_DYNAMIC))[0] == 0

@@ -3,11 +3,14 @@
 
 import json
 
+import pytest
+
 from edgeopt.components._shared.model_io import model_digest
 from edgeopt.components.cli_jobs import EXIT_GATE_FAILED, EXIT_RECIPE_FAILED
 from tests.reliability.conftest import PTQ_DYNAMIC, failing_recipe, job_runs, optimize_args, write_recipe
 
 
+@pytest.mark.slow
 def test_a_failed_recipe_fails_the_job_and_its_parent_run(cli, tiny_model, digits_examples, tmp_path):
     digest = model_digest(tiny_model)
     out = tmp_path / "out"

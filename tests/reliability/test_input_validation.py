@@ -122,6 +122,7 @@ def test_data_is_read_once_per_split_with_the_typed_error(digits_examples):
     assert len(inputs) == len(labels) > 1000 and data.dropped_non_finite == {"train": 0}
 
 
+@pytest.mark.slow
 def test_a_truncated_shard_in_the_sampler_is_a_data_error_without_traceback(digits_examples, tmp_path):
     examples = _broken_examples(digits_examples, tmp_path, "truncated")
     out = tmp_path / "calibration"

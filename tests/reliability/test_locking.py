@@ -27,6 +27,7 @@ def _finished_runs(store):
     return [run.info.status for run in client.search_runs([experiment.experiment_id])]
 
 
+@pytest.mark.slow
 def test_three_jobs_on_one_out_one_runs_the_others_get_the_lock_error(tmp_path):
     out = tmp_path / "out"
     jobs = _start_three([out] * 3, out / "mlflow.db", hold=1)
@@ -40,6 +41,7 @@ def test_three_jobs_on_one_out_one_runs_the_others_get_the_lock_error(tmp_path):
     assert (out / LOCK_FILE).read_text() == ""  # released: no holder left behind
 
 
+@pytest.mark.slow
 def test_three_jobs_racing_a_new_store_all_succeed(tmp_path):
     store = tmp_path / "shared" / "mlflow.db"
     store.parent.mkdir()

@@ -35,6 +35,7 @@ def _wait_for_running_runs(out, count: int, timeout: float = 120):
     raise AssertionError(f"no RUNNING job run in {out} after {timeout} s")
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_killed_and_the_next_job_closes_a_sigkilled_run(tiny_model, digits_examples, tmp_path):
     digest = model_digest(tiny_model)
     out = tmp_path / "out"
