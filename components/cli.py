@@ -44,7 +44,7 @@ def _evaluation_config(args):
 
 
 def _finish(report: dict, out: Path, args) -> int:
-    from edgeopt.components.recipes.core import render_table
+    from edgeopt.components.recipes.report_markdown import render_table
 
     print(render_table(report))
     print(f"\nwrote {out / 'report.json'} and {out / 'report.md'}")
