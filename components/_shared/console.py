@@ -59,6 +59,8 @@ def configure_logging(verbosity: int = NORMAL, *, stream=None) -> None:
             warnings.filterwarnings("ignore", message=f".*{message}.*")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # MLflow sets its own loggers' level when it is first imported, after this runs; it reads this variable.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
         with contextlib.suppress(ImportError):
             import absl.logging
 
