@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.csv_examples import column_kinds, example_from_row
 from edgeopt.components._shared.data import load_module
 from edgeopt.components._shared.errors import DataError
 from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
@@ -19,7 +20,8 @@ TFRECORD_NAME = "data_tfrecord-00000-of-00001.gz"
 
 def read_examples(source: str, output_dir: str | os.PathLike, *, eval_fraction: float = 0.2, seed: int = 0) -> dict:
     """Copies a TFX Examples folder, or converts CSV files (a path or glob) into one, as CsvExampleGen would:
-    integer columns become int64 features, others float; rows go to Split-eval by a seeded hash of their text.
+    integer columns become int64 features, other numeric columns float, the rest bytes (`_shared/csv_examples.py`,
+    the rule the calibration sampler uses too); rows go to Split-eval by a seeded hash of their text.
 
     Every access goes through tf.io.gfile, so `source` and `output_dir` may be gs://bucket/digits/*.csv, s3://...
     or a local path. Returns counts per split. A glob lets each scheduled run pick up whatever data is there now.
@@ -48,9 +50,7 @@ def read_examples(source: str, output_dir: str | os.PathLike, *, eval_fraction: 
             rows += [row for row in reader if row]
     if not rows:
         raise DataError(f"the CSV files at {source} hold no rows")
-    integer_columns = {
-        column for column, name in enumerate(header) if all(_is_int(row[column]) for row in rows)
-    }  # fmt: skip
+    kinds = column_kinds(header, rows)  # as CsvExampleGen infers them, and as the calibration sampler does
     counts = {"train": 0, "eval": 0}
     with fileio.output_dir(output_dir) as staging:
         writers = {}
@@ -59,27 +59,14 @@ def read_examples(source: str, output_dir: str | os.PathLike, *, eval_fraction: 
             files.makedirs(fileio.join(staging, f"Split-{split}"))
             writers[split] = tf.io.TFRecordWriter(fileio.join(staging, f"Split-{split}", TFRECORD_NAME), options)
         for row in rows:
-            feature = {}
-            for column, (name, text) in enumerate(zip(header, row, strict=True)):
-                if column in integer_columns:
-                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(text)]))
-                else:
-                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(text)]))
+            example = example_from_row(header, row, kinds)
             key = int.from_bytes(hashlib.sha256(f"{seed}:{','.join(row)}".encode()).digest()[:8], "little")
             split = "eval" if key / 2**64 < eval_fraction else "train"
-            writers[split].write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            writers[split].write(example.SerializeToString())
             counts[split] += 1
         for writer in writers.values():
             writer.close()
     return counts
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
 
 
 def train_with_module(module_file: str, examples_dir: str, output_dir: str | os.PathLike, custom_config: dict) -> Path:

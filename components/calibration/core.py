@@ -7,6 +7,7 @@ output on any runner and at any parallelism (Beam's `Sample.FixedSizeGlobally` h
 """
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.csv_examples import column_kinds, example_from_row
 from edgeopt.components._shared.errors import DataError
 from edgeopt.components.calibration.config import CalibrationConfig, Stratification
 
@@ -64,9 +66,12 @@ def source_files(examples: str | os.PathLike, splits: list[str]) -> tuple[str, l
         for name in files:
             _check_gzip(name)
         return "tfrecord", files
-    csv_files = sorted(str(p) for p in path.glob("*.csv")) if path.is_dir() else sorted(map(str, Path().glob(examples)))
     if path.is_file():
-        csv_files = [examples]
+        csv_files = [str(examples)]
+    elif path.is_dir():
+        csv_files = sorted(str(p) for p in path.glob("*.csv"))
+    else:  # a glob, relative or absolute (pathlib's glob takes relative patterns only)
+        csv_files = sorted(glob.glob(str(examples)))
     if not csv_files:
         raise DataError(f"the source is empty: {examples} is neither a TFX Examples folder (Split-NAME/) nor CSV files")
     return "csv", csv_files
@@ -218,33 +223,20 @@ def summarize(stats: dict) -> dict:
 
 
 class _CsvToExample(beam.DoFn):
-    """(file, line) -> (file, tf.Example bytes): numeric columns become float features, the label an int64."""
+    """(file, line) -> (file, tf.Example bytes), typed by the column kinds of the whole input (csv_examples.py)."""
 
-    def __init__(self, header: list[str], label_key: str | None):
+    def __init__(self, header: list[str], kinds: dict[str, str]):
         self.header = header
-        self.label_key = label_key
+        self.kinds = kinds
 
     def process(self, element):
-        from tensorflow.core.example import example_pb2
-
         filename, line = element
         if not line.strip():
             return
         row = next(csv.reader(io.StringIO(line)))
         if len(row) != len(self.header):
             _fail(f"a row in {filename} has {len(row)} columns, the header has {len(self.header)}")
-        example = example_pb2.Example()
-        for name, text in zip(self.header, row, strict=True):
-            feature = example.features.feature[name]
-            try:
-                if name == self.label_key:
-                    feature.int64_list.value.append(int(text))
-                else:
-                    feature.float_list.value.append(float(text))
-            except ValueError:
-                feature.Clear()
-                feature.bytes_list.value.append(text.encode())
-        yield filename, example.SerializeToString()
+        yield filename, example_from_row(self.header, row, self.kinds).SerializeToString()
 
 
 class _WriteSample(beam.DoFn):
@@ -324,14 +316,28 @@ def _csv_header(files: list[str]) -> list[str]:
     return headers[0]
 
 
+def _csv_column_kinds(files: list[str], header: list[str]) -> dict[str, str]:
+    """One streaming pass over the CSV files: each column's kind, so every row is typed as CsvExampleGen would."""
+
+    def rows():
+        for name in files:
+            with open(name, newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle)
+                next(reader, None)
+                yield from reader
+
+    return column_kinds(header, rows())
+
+
 def build_pipeline(pipeline, kind, files, config: CalibrationConfig, staging_dir: str, fingerprint: str):
     """The sampling graph; separate from running it so tests and other runners can reuse it."""
     if kind == "csv":
+        header = _csv_header(files)
         records = (
             pipeline
             | "ListFiles" >> beam.Create(files)
             | "ReadCsv" >> beam.io.ReadAllFromText(skip_header_lines=1, with_filename=True)
-            | "CsvToExample" >> beam.ParDo(_CsvToExample(_csv_header(files), config.label_key))
+            | "CsvToExample" >> beam.ParDo(_CsvToExample(header, _csv_column_kinds(files, header)))
         )
     else:
         records = (
