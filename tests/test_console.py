@@ -81,7 +81,8 @@ def test_non_interactive_progress_is_one_line_per_recipe():
 
 
 NOISE = ("oneDNN", "cuda", "cuInit", "absl", "fully_quantize", "XNNPACK", "Epoch 1/", "Statistics for quantized",
-         "Assets written", "Downloading artifacts", "Gradients do not exist", "mlflow.pyfunc", "mlflow.store")  # fmt: skip
+         "Assets written", "Downloading artifacts", "Gradients do not exist", "mlflow.pyfunc",
+         "mlflow.store")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -32,3 +32,18 @@ def test_the_read_step_and_the_sampler_give_one_csv_the_same_feature_types(tmp_p
     expected = {"label": "int64_list", "pixel": "int64_list", "weight": "float_list", "city": "bytes_list"}
     assert read == expected
     assert sampled == expected
+
+
+def test_one_fingerprint_rule_for_the_job_and_the_calibration_source(digits_examples, tmp_path):
+    import shutil
+
+    from edgeopt.components._shared.fingerprint import dataset_fingerprint
+    from edgeopt.components.calibration.core import source_files, source_fingerprint
+
+    examples = tmp_path / "examples"  # the splits alone: the job fingerprints every file of the folder
+    for split in ("train", "eval"):
+        shutil.copytree(digits_examples / f"Split-{split}", examples / f"Split-{split}")
+    _, files = source_files(examples, ["train", "eval"])
+    assert source_fingerprint(files) == dataset_fingerprint(examples)  # the same files, the same names
+    _, train_only = source_files(examples, ["train"])
+    assert source_fingerprint(train_only) != dataset_fingerprint(examples)

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.csv_examples import column_kinds, example_from_row
 from edgeopt.components._shared.errors import DataError
+from edgeopt.components._shared.fingerprint import files_fingerprint
 from edgeopt.components.calibration.config import CalibrationConfig, Stratification
 
 DATA_FILE = "data.tfrecord.gz"
@@ -88,13 +89,10 @@ def _check_gzip(name: str):
 
 
 def source_fingerprint(files: list[str]) -> str:
-    """sha256 over the sorted file names and sizes: cheap, and changes when the data changes."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(
-            f"{os.path.basename(os.path.dirname(name))}/{os.path.basename(name)}\t{os.path.getsize(name)}\n".encode()
-        )
-    return digest.hexdigest()
+    """The sampled files' fingerprint (fingerprint.py), names relative to the Examples folder (the common folder
+    above each file's own), so a split's file reads `Split-train/data.gz` as in the job's dataset fingerprint."""
+    root = os.path.commonpath([os.path.dirname(os.path.dirname(os.path.abspath(name))) for name in files])
+    return files_fingerprint([os.path.abspath(name) for name in files], root)
 
 
 def record_key(seed: int, record: bytes) -> int:

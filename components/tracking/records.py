@@ -2,15 +2,14 @@
 `edgeopt sync` log exactly the same params, metrics and tags for the same report."""
 
 import csv
-import hashlib
 import io
 import json
 import math
 import os
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
+from edgeopt.components._shared.fingerprint import dataset_fingerprint
 from edgeopt.components.evaluation.selection import rule_of, select_winner
 
 TAG_RUN_KIND = "edgeopt.run_kind"
@@ -209,18 +208,6 @@ def best_candidate(report: dict) -> dict | None:
     smallest gzip size among those that passed their gate); None if none may win."""
     index = select_winner(report["candidates"], rule_of(report))
     return None if index is None else report["candidates"][index]
-
-
-def dataset_fingerprint(examples: str | os.PathLike) -> str:
-    """sha256 of the examples' relative file names and sizes: cheap on large data, and changes when a file is added,
-    removed, renamed or resized. Not a content hash; the calibration manifest carries content digests."""
-    root = Path(examples)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    digest = hashlib.sha256()
-    for path in files:
-        name = path.relative_to(root).as_posix() if root.is_dir() else path.name
-        digest.update(f"{name}\t{path.stat().st_size}\n".encode())
-    return digest.hexdigest()
 
 
 def sort_rows(rows: list[dict], metric: str) -> list[dict]:
