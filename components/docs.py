@@ -15,15 +15,9 @@ from pydantic.fields import FieldInfo
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 COMPONENTS = Path(__file__).resolve().parent
 
-README_CONFIGS = {
+#: Config classes tabled in each folder's README: every registered technique's (registry.py), then the rest.
+OTHER_README_CONFIGS = {
     "calibration": ["edgeopt.components.calibration.config.CalibrationConfig"],
-    "quantization": ["edgeopt.components.quantization.config.QuantizationConfig"],
-    "export": ["edgeopt.components.export.config.ExportConfig", "edgeopt.components.export.config.ValidationConfig"],
-    "qat": ["edgeopt.components.qat.config.QatConfig"],
-    "pruning": ["edgeopt.components.pruning.config.PruningConfig"],
-    "clustering": ["edgeopt.components.clustering.config.ClusteringConfig"],
-    "factorization": ["edgeopt.components.factorization.config.FactorizationConfig"],
-    "distillation": ["edgeopt.components.distillation.config.DistillationConfig"],
     "evaluation": [
         "edgeopt.components.evaluation.config.EvaluationConfig",
         "edgeopt.components.evaluation.config.GateConfig",
@@ -34,6 +28,19 @@ README_CONFIGS = {
     "tracking": ["edgeopt.components.tracking.config.TrackingConfig"],
     "search": ["edgeopt.components.search.config.SearchConfig"],
 }
+
+
+def _readme_configs() -> dict[str, list[str]]:
+    from edgeopt.components.registry import TECHNIQUES
+
+    configs = {
+        technique.folder: [f"edgeopt.components.{path}" for path in (technique.config_class, *technique.doc_configs)]
+        for technique in TECHNIQUES.values()
+    }
+    return configs | OTHER_README_CONFIGS
+
+
+README_CONFIGS = _readme_configs()
 
 
 def _load(dotted: str):

@@ -1,4 +1,6 @@
-"""Technique registry: name -> config class and core function, imported lazily so the CLI starts fast."""
+"""Technique registry: one line per technique, from which the recipe runner, the recipe schema (its `Step` union),
+the docs tables and the KFP component list derive. Adding a technique means one folder (config, core, faces,
+README) and one line here. Everything is imported lazily so the CLI starts fast."""
 
 import importlib
 from dataclasses import dataclass
@@ -6,15 +8,29 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Technique:
-    name: str
-    config_class: str
-    core_function: str
-    produces_tflite: bool
-    summary: str
+    """A technique as recipes, docs and faces see it.
 
-    def _load(self, dotted: str):
+    Dotted paths are relative to `edgeopt.components`; the folder is the first part of `config_class`.
+    """
+
+    name: str  # the `technique:` of a recipe step
+    config_class: str  # e.g. "pruning.config.PruningConfig"
+    core_function: str  # path in, path out: (model_path, config, output_dir, *, data, ...) -> result
+    summary: str
+    produces_tflite: bool = False  # a conversion step: ends a recipe
+    fine_tunes: bool = False  # trains: takes `verbose` (Keras fit verbosity)
+    uses_calibration: bool = False  # takes `calibration_inputs` (the representative dataset)
+    kfp_component: str | None = None  # e.g. "pruning.kfp_component.prune"
+    doc_configs: tuple[str, ...] = ()  # more config classes tabled in the folder's README
+
+    @staticmethod
+    def _load(dotted: str):
         module, _, attribute = dotted.rpartition(".")
         return getattr(importlib.import_module(f"edgeopt.components.{module}"), attribute)
+
+    @property
+    def folder(self) -> str:
+        return self.config_class.split(".", 1)[0]
 
     def config(self):
         return self._load(self.config_class)
@@ -22,42 +38,42 @@ class Technique:
     def function(self):
         return self._load(self.core_function)
 
+    def kfp(self):
+        return self._load(self.kfp_component) if self.kfp_component else None
+
+    def step_kwargs(self, *, calibration_inputs, verbose: int) -> dict:
+        """The technique-specific keyword arguments the recipe runner passes to the core function."""
+        kwargs = {}
+        if self.uses_calibration:
+            kwargs["calibration_inputs"] = calibration_inputs
+        if self.fine_tunes:
+            kwargs["verbose"] = verbose
+        return kwargs
+
 
 TECHNIQUES = {
     technique.name: technique
     for technique in (
-        Technique("prune", "pruning.config.PruningConfig", "pruning.core.prune", False, "magnitude pruning, incl. 2:4"),
-        Technique(
-            "cluster",
-            "clustering.config.ClusteringConfig",
-            "clustering.core.cluster_weights",
-            False,
-            "weight clustering",
-        ),
-        Technique(
-            "qat", "qat.config.QatConfig", "qat.core.quantization_aware_train", False, "quantization-aware training"
-        ),
-        Technique(
-            "factorize",
-            "factorization.config.FactorizationConfig",
-            "factorization.core.factorize",
-            False,
-            "low-rank (SVD) factorization",
-        ),
-        Technique(
-            "distill",
-            "distillation.config.DistillationConfig",
-            "distillation.core.distill",
-            False,
-            "knowledge distillation into a smaller student",
-        ),
-        Technique(
-            "quantize",
-            "quantization.config.QuantizationConfig",
-            "quantization.core.quantize",
-            True,
-            "post-training quantization",
-        ),
-        Technique("export", "export.config.ExportConfig", "export.core.export_tflite", True, "float32 TFLite export"),
+        Technique("prune", "pruning.config.PruningConfig", "pruning.core.prune", "magnitude pruning, incl. 2:4",
+                  fine_tunes=True, kfp_component="pruning.kfp_component.prune"),
+        Technique("cluster", "clustering.config.ClusteringConfig", "clustering.core.cluster_weights",
+                  "weight clustering", fine_tunes=True, kfp_component="clustering.kfp_component.cluster_weights"),
+        Technique("qat", "qat.config.QatConfig", "qat.core.quantization_aware_train", "quantization-aware training",
+                  fine_tunes=True, kfp_component="qat.kfp_component.quantization_aware_train"),
+        Technique("factorize", "factorization.config.FactorizationConfig", "factorization.core.factorize",
+                  "low-rank (SVD) factorization", fine_tunes=True,
+                  kfp_component="factorization.kfp_component.factorize"),
+        Technique("distill", "distillation.config.DistillationConfig", "distillation.core.distill",
+                  "knowledge distillation into a smaller student", fine_tunes=True,
+                  kfp_component="distillation.kfp_component.distill"),
+        Technique("quantize", "quantization.config.QuantizationConfig", "quantization.core.quantize",
+                  "post-training quantization", produces_tflite=True, uses_calibration=True,
+                  kfp_component="quantization.kfp_component.quantize"),
+        Technique("export", "export.config.ExportConfig", "export.core.export_tflite", "float32 TFLite export",
+                  produces_tflite=True, kfp_component="export.kfp_component.export_tflite",
+                  doc_configs=("export.config.ValidationConfig",)),
     )
-}
+}  # fmt: skip
+
+TRAINING_TECHNIQUES = tuple(name for name, technique in TECHNIQUES.items() if not technique.produces_tflite)
+CONVERSION_TECHNIQUES = tuple(name for name, technique in TECHNIQUES.items() if technique.produces_tflite)

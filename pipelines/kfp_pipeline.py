@@ -252,17 +252,12 @@ COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
 
 def reusable_components() -> dict:
-    """Every KFP component a user may load from YAML, by name."""
-    from edgeopt.components.clustering.kfp_component import cluster_weights
-    from edgeopt.components.distillation.kfp_component import distill
-    from edgeopt.components.factorization.kfp_component import factorize
-    from edgeopt.components.pruning.kfp_component import prune
-    from edgeopt.components.qat.kfp_component import quantization_aware_train
-    from edgeopt.components.quantization.kfp_component import quantize
+    """Every KFP component a user may load from YAML, by name: each registered technique's, then the pipeline's."""
+    from edgeopt.components.registry import TECHNIQUES
 
+    techniques = [technique.kfp() for technique in TECHNIQUES.values() if technique.kfp_component]
     components = [
-        sample_calibration_data, quantize, quantization_aware_train, prune, cluster_weights, factorize, distill,
-        export_tflite,
+        sample_calibration_data, *techniques,
         optimize_recipe, evaluate_and_gate, read_examples, train_model, fetch_champion, select_winner, log_to_mlflow,
     ]  # fmt: skip
     return {component.name: component for component in components}

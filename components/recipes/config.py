@@ -1,69 +1,35 @@
 """RecipeConfig: an ordered chain of technique steps, each with its own config, ending in a TFLite conversion."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import pydantic
 
 from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components._shared.errors import ConfigError
-from edgeopt.components.clustering.config import ClusteringConfig
-from edgeopt.components.distillation.config import DistillationConfig
 from edgeopt.components.evaluation.config import GateConfig
-from edgeopt.components.export.config import ExportConfig
-from edgeopt.components.factorization.config import FactorizationConfig
-from edgeopt.components.pruning.config import PruningConfig
-from edgeopt.components.qat.config import QatConfig, QatScheme
-from edgeopt.components.quantization.config import QuantizationConfig
+from edgeopt.components.qat.config import QatScheme
+from edgeopt.components.registry import CONVERSION_TECHNIQUES, TECHNIQUES
 
 
-class PruneStep(StrictConfig):
-    technique: Literal["prune"] = "prune"
-    config: PruningConfig = pydantic.Field(default_factory=PruningConfig, description="Pruning settings.")
-
-
-class ClusterStep(StrictConfig):
-    technique: Literal["cluster"] = "cluster"
-    config: ClusteringConfig = pydantic.Field(default_factory=ClusteringConfig, description="Clustering settings.")
-
-
-class QatStep(StrictConfig):
-    technique: Literal["qat"] = "qat"
-    config: QatConfig = pydantic.Field(default_factory=QatConfig, description="Quantization-aware training settings.")
-
-
-class FactorizeStep(StrictConfig):
-    technique: Literal["factorize"] = "factorize"
-    config: FactorizationConfig = pydantic.Field(
-        default_factory=FactorizationConfig, description="Low-rank factorization settings."
+def _step_class(technique):
+    """`{technique: NAME, config: NameConfig}` for one registry entry; the config defaults to its defaults."""
+    config_class = technique.config()
+    title = "".join(part.capitalize() for part in technique.name.split("_"))
+    return pydantic.create_model(
+        f"{title}Step",
+        __base__=StrictConfig,
+        __doc__=f"A {technique.summary} step.",
+        technique=(Literal[technique.name], pydantic.Field(technique.name, description="The technique.")),
+        config=(
+            config_class,
+            pydantic.Field(default_factory=config_class, description=f"{config_class.__name__} of the step."),
+        ),
     )
 
 
-class DistillStep(StrictConfig):
-    technique: Literal["distill"] = "distill"
-    config: DistillationConfig = pydantic.Field(
-        default_factory=DistillationConfig, description="Knowledge distillation settings."
-    )
-
-
-class QuantizeStep(StrictConfig):
-    technique: Literal["quantize"] = "quantize"
-    config: QuantizationConfig = pydantic.Field(
-        default_factory=QuantizationConfig, description="Post-training quantization settings."
-    )
-
-
-class ExportStep(StrictConfig):
-    technique: Literal["export"] = "export"
-    config: ExportConfig = pydantic.Field(default_factory=ExportConfig, description="Float32 TFLite export settings.")
-
-
-Step = Annotated[
-    PruneStep | ClusterStep | QatStep | FactorizeStep | DistillStep | QuantizeStep | ExportStep,
-    pydantic.Field(discriminator="technique"),
-]
-
-TRAINING_TECHNIQUES = ("prune", "cluster", "qat", "factorize", "distill")
-CONVERSION_TECHNIQUES = ("quantize", "export")
+#: One step class per registered technique (registry.py), joined into the union a recipe's steps validate against.
+STEP_CLASSES = {name: _step_class(technique) for name, technique in TECHNIQUES.items()}
+Step = Annotated[Union[tuple(STEP_CLASSES.values())], pydantic.Field(discriminator="technique")]  # noqa: UP007
 
 
 class RecipeConfig(StrictConfig):

@@ -25,7 +25,7 @@ from edgeopt.components.evaluation.core import Evaluation, evaluate_tflite, meas
 from edgeopt.components.evaluation.selection import selection_record
 from edgeopt.components.export.config import ExportConfig
 from edgeopt.components.export.core import export_tflite
-from edgeopt.components.recipes.config import TRAINING_TECHNIQUES, RecipeConfig
+from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.job_notes import job_notes
 from edgeopt.components.recipes.report_markdown import render_markdown
 from edgeopt.components.registry import TECHNIQUES
@@ -80,11 +80,11 @@ def run_recipe(
     for index, step in enumerate(recipe.steps):
         technique = TECHNIQUES[step.technique]
         step_dir = output_dir / f"{index:02d}_{step.technique}"
-        kwargs = {"data": data, "allow_unsafe": allow_unsafe if index == 0 else False}
-        if step.technique == "quantize":
-            kwargs["calibration_inputs"] = calibration_inputs
-        elif step.technique in TRAINING_TECHNIQUES:
-            kwargs["verbose"] = verbose
+        kwargs = {
+            "data": data,
+            "allow_unsafe": allow_unsafe if index == 0 else False,
+            **technique.step_kwargs(calibration_inputs=calibration_inputs, verbose=verbose),
+        }
         started = time.perf_counter()
         try:
             result = technique.function()(current, step.config, step_dir, **kwargs)
