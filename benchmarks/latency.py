@@ -31,8 +31,8 @@ def measure(
     for name, path in paths.items():
         for count in threads:
             runner = TfliteRunner(path, num_threads=count)
-            runner.predict(example[np.newaxis])  # sizes the interpreter for batch 1
-            prepared = runner.quantize_input(example[np.newaxis])
+            runner.predict_all(example[np.newaxis])  # sizes the interpreter for batch 1
+            prepared = runner.quantize_inputs(example[np.newaxis])  # by input name, as invoke_prepared takes them
             started = time.perf_counter()
             for _ in range(warmup_runs):
                 runner.invoke_prepared(prepared)
