@@ -36,7 +36,7 @@ format: install
 compile: install
 	$(IN_ENV) python -m edgeopt.pipelines.kfp_pipeline
 
-# Benchmarks, not tests (about 18 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
+# Benchmarks, not tests (about 16-18 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
 bench: install
 	EDGEOPT_BENCH_COMMIT=$$(git rev-parse HEAD 2>/dev/null) \
 	EDGEOPT_BENCH_CHANGED_FILES=$$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l) \
