@@ -20,3 +20,30 @@ def overall_sparsity(tensors) -> float:
 def keras_accuracy(model, data) -> float:
     inputs, labels = data.arrays(data.eval_split)
     return float(np.mean(np.asarray(model(inputs, training=False)).argmax(-1) == labels))
+
+
+class Untouchable:
+    """Training data that fails if read: proves a refusal happened before any work."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the data was read ({name}) before the refusal")
+
+
+def save_tiny_subclassed_model(path):
+    """A subclassed tf-keras model (Flatten -> Dense 10 on 8x8x1), saved as a SavedModel at `path`."""
+    import numpy as np
+
+    from edgeopt.components._shared.keras_bootstrap import keras
+
+    class TinySubclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="tiny_subclassed")
+            self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
+
+        def call(self, inputs):
+            return self.dense(self.flatten(inputs))
+
+    model = TinySubclassed()
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    model.save(path)
+    return path

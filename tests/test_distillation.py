@@ -21,16 +21,9 @@ from edgeopt.components.distillation.kfp_component import distill as distill_com
 from edgeopt.components.distillation.tfx_component import KnowledgeDistiller, KnowledgeDistillerExecutor
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import optimize
-from tests.helpers import keras_accuracy
+from tests.helpers import Untouchable, keras_accuracy, save_tiny_subclassed_model
 
 DATA_SPEC = "configs/data/digits.yaml"
-
-
-class Untouchable:
-    """Training data that fails if read: proves a refusal happened before any work."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"the data was read ({name}) before the refusal")
 
 
 def test_width_scaled_student_has_a_quarter_of_the_hidden_weights(tiny_model, digits_data):
@@ -114,17 +107,7 @@ def test_student_with_other_outputs_and_missing_student_fn_are_refused_before_tr
 
 
 def test_width_scaling_of_a_subclassed_teacher_is_refused_before_any_work(tmp_path):
-    class TinySubclassed(keras.Model):
-        def __init__(self):
-            super().__init__(name="tiny_subclassed")
-            self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
-
-        def call(self, inputs):
-            return self.dense(self.flatten(inputs))
-
-    model = TinySubclassed()
-    model(np.zeros((1, 8, 8, 1), np.float32))
-    model.save(tmp_path / "subclassed")
+    save_tiny_subclassed_model(tmp_path / "subclassed")
     with pytest.raises(UnsupportedModelError, match=r"subclassed model 'tiny_subclassed'.*student: saved_model"):
         distill(tmp_path / "subclassed", DistillationConfig(), tmp_path / "out", data=Untouchable())
     assert not (tmp_path / "out").exists()

@@ -30,18 +30,11 @@ from edgeopt.components.factorization.kfp_component import factorize as factoriz
 from edgeopt.components.factorization.tfx_component import LowRankFactorizer, LowRankFactorizerExecutor
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import quantize
-from tests.helpers import keras_accuracy, kernels
+from tests.helpers import Untouchable, keras_accuracy, kernels, save_tiny_subclassed_model
 
 # The conftest CNN: conv1 3x3x1x8, conv2 3x3x8x16, dense1 256x32, logits 32x10 (the head, left whole).
 CONV_KERNEL_WEIGHTS = 3 * 3 * 1 * 8 + 3 * 3 * 8 * 16
 HEAD_KERNEL_WEIGHTS = 32 * 10
-
-
-class Untouchable:
-    """Training data that fails if read: proves a refusal happened before any work."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"the data was read ({name}) before the refusal")
 
 
 def functional_with_1x1_conv(seed=0):
@@ -131,17 +124,7 @@ def test_output_check_fails_before_fine_tuning(tiny_model, digits_data, tmp_path
 
 
 def test_subclassed_model_is_refused_before_any_work(tmp_path):
-    class TinySubclassed(keras.Model):
-        def __init__(self):
-            super().__init__(name="tiny_subclassed")
-            self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
-
-        def call(self, inputs):
-            return self.dense(self.flatten(inputs))
-
-    model = TinySubclassed()
-    model(np.zeros((1, 8, 8, 1), np.float32))
-    model.save(tmp_path / "subclassed")
+    save_tiny_subclassed_model(tmp_path / "subclassed")
     with pytest.raises(UnsupportedModelError, match=r"subclassed model 'tiny_subclassed'.*prune, cluster, qat"):
         factorize(tmp_path / "subclassed", FactorizationConfig(), tmp_path / "out", data=Untouchable())
     assert not (tmp_path / "out").exists()

@@ -71,9 +71,10 @@ class RichProgress(PlainProgress):
         return _EpochCallback(lambda: self._progress.advance(self._epochs))
 
     def recipe_done(self, name: str, outcome: str):
-        # Printed through the live display's console, so the line stays above the bars instead of tearing them.
+        # Logged like the plain lines: edgeopt's handler writes to the current sys.stderr, which the live display
+        # redirects above its bars, so the line stays instead of tearing them.
         seconds = time.perf_counter() - self._recipe_started if self._recipe_started else 0.0
-        self._progress.console.print(f"{name}: {outcome} ({seconds:.1f} s)", highlight=False, markup=False)
+        _log.info("%s: %s (%.1f s)", name, outcome, seconds)
         self._progress.advance(self._recipes)
         if self._epochs is not None:
             self._progress.remove_task(self._epochs)
