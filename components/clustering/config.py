@@ -4,7 +4,7 @@ import enum
 
 import pydantic
 
-from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 
 
 class CentroidInit(enum.StrEnum):
@@ -14,7 +14,7 @@ class CentroidInit(enum.StrEnum):
     RANDOM = "random"
 
 
-class ClusteringConfig(StrictConfig):
+class ClusteringConfig(FineTuningConfig):
     """Cluster each kernel's weights into a few shared values, fine-tune, and strip the wrappers."""
 
     number_of_clusters: int = pydantic.Field(16, ge=2, le=256, description="Unique values per kernel (or channel).")
@@ -25,11 +25,7 @@ class ClusteringConfig(StrictConfig):
         False, description="Cluster each output channel of Conv2D kernels separately (more values, better accuracy)."
     )
     preserve_sparsity: bool = pydantic.Field(False, description="Keep an earlier pruning's zeros (needed for PCQAT).")
-    epochs: pydantic.PositiveInt = pydantic.Field(2, description="Fine-tuning epochs over the training split.")
-    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
     learning_rate: float = pydantic.Field(1e-5, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
-    skip_layers: list[str] = pydantic.Field(default_factory=list, description="Names of layers to leave unclustered.")
-    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")
 
     @pydantic.model_validator(mode="after")
     def _check_sparsity_clusters(self):

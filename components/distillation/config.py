@@ -4,7 +4,7 @@ import enum
 
 import pydantic
 
-from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 
 
 class StudentSource(enum.StrEnum):
@@ -18,7 +18,7 @@ class TeacherOutputs(enum.StrEnum):
     ON_THE_FLY = "on_the_fly"
 
 
-class DistillationConfig(StrictConfig):
+class DistillationConfig(FineTuningConfig):
     """Distill the input model (the teacher, frozen) into a student; the saved result is the plain student.
 
     Loss = alpha * hard-label cross-entropy + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
@@ -52,9 +52,10 @@ class DistillationConfig(StrictConfig):
         "batch (large splits, or augmenting input_fns).",
     )
     epochs: pydantic.PositiveInt = pydantic.Field(15, description="Training epochs of the student.")
-    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Training batch size.")
     learning_rate: float = pydantic.Field(1e-3, gt=0, lt=1, description="Adam learning rate of the student.")
-    seed: int = pydantic.Field(0, description="Seed for the student's initialization and the data order.")
+    skip_layers: list[str] = pydantic.Field(
+        default_factory=list, description="Names of layers that keep their width in a width-scaled student."
+    )
 
     @pydantic.model_validator(mode="after")
     def _check_student(self):

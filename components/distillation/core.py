@@ -98,16 +98,16 @@ class Distiller(keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
 
-def scale_width(teacher, width_multiplier: float):
+def scale_width(teacher, width_multiplier: float, skip_layers=()):
     """The teacher's architecture with every Dense/Conv2D width scaled, freshly initialized; the head (the last such
-    layer) keeps its width so the outputs still match. Returns the student and {layer: [teacher, student] width}."""
+    layer) and `skip_layers` keep their width. Returns the student and {layer: [teacher, student] width}."""
     require_rebuildable(teacher, "distill with student: width", "student: saved_model or student: student_fn")
     scalable = [layer.name for layer in teacher.layers if type(layer).__name__ in SCALED_LAYER_TYPES]
     head = scalable[-1] if scalable else None
     widths = {}
 
     def replace(layer):
-        if layer.name not in scalable or layer.name == head:
+        if layer.name not in scalable or layer.name == head or layer.name in skip_layers:
             return None
         settings = layer.get_config()
         key = "units" if "units" in settings else "filters"
@@ -140,7 +140,7 @@ def build_student(teacher, config: DistillationConfig, *, module_file: str | Non
     """The student the config names, checked to take the teacher's inputs and give its number of outputs."""
     widths = {}
     if config.student == StudentSource.WIDTH:
-        student, widths = scale_width(teacher, config.width_multiplier)
+        student, widths = scale_width(teacher, config.width_multiplier, config.skip_layers)
     elif config.student == StudentSource.SAVED_MODEL:
         student = load_keras_model(config.student_model_path, allow_unsafe=allow_unsafe)
     else:

@@ -4,7 +4,7 @@ import enum
 
 import pydantic
 
-from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 
 
 class RankSelection(enum.StrEnum):
@@ -12,7 +12,7 @@ class RankSelection(enum.StrEnum):
     ENERGY = "energy"
 
 
-class FactorizationConfig(StrictConfig):
+class FactorizationConfig(FineTuningConfig):
     """Replace each selected m x n kernel W by two layers of rank r (W ~ (U_r S_r) V_r, from the SVD).
 
     The pair holds r * (m + n) weights instead of m * n; a layer where that would not shrink is left as it is. The
@@ -36,7 +36,6 @@ class FactorizationConfig(StrictConfig):
     skip_head: bool = pydantic.Field(
         True, description="Leave the last Dense layer (the head) whole: it is small and sets every class score."
     )
-    skip_layers: list[str] = pydantic.Field(default_factory=list, description="Names of layers to leave whole.")
     max_output_diff: float | None = pydantic.Field(
         None,
         gt=0,
@@ -46,6 +45,4 @@ class FactorizationConfig(StrictConfig):
     epochs: pydantic.NonNegativeInt = pydantic.Field(
         2, description="Fine-tuning epochs over the training split after factorizing (0: no fine-tuning)."
     )
-    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
     learning_rate: float = pydantic.Field(5e-4, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
-    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")

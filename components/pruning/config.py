@@ -4,7 +4,7 @@ import enum
 
 import pydantic
 
-from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 
 
 class PruningSchedule(enum.StrEnum):
@@ -17,7 +17,7 @@ class SparsityStructure(enum.StrEnum):
     TWO_OF_FOUR = "2:4"
 
 
-class PruningConfig(StrictConfig):
+class PruningConfig(FineTuningConfig):
     """Prune Dense and Conv2D kernels while fine-tuning; wrappers are stripped before the model is saved.
 
     The schedule's begin, end and update frequency are derived from the real number of training steps, so short
@@ -48,22 +48,16 @@ class PruningConfig(StrictConfig):
             ".tflite: runs gzip codes far better than scattered zeros. (1, 1) is unstructured; unstructured only."
         ),
     )
-    epochs: pydantic.PositiveInt = pydantic.Field(4, description="Fine-tuning epochs over the training split.")
-    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
-    learning_rate: float = pydantic.Field(1e-4, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
     ramp_fraction: float = pydantic.Field(
         0.7, gt=0, le=1, description="Share of the training steps over which sparsity ramps up; the rest recovers."
     )
     mask_updates: pydantic.PositiveInt = pydantic.Field(
         10, description="How many times the masks are updated during the ramp (sets the schedule's frequency)."
     )
-    skip_layers: list[str] = pydantic.Field(
-        default_factory=list, description="Names of layers to leave dense (e.g. a small first convolution)."
-    )
     sparsity_tolerance: float = pydantic.Field(
         0.02, ge=0, lt=1, description="Fail when the achieved sparsity is below target minus this."
     )
-    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")
+    epochs: pydantic.PositiveInt = pydantic.Field(4, description="Fine-tuning epochs over the training split.")
 
     @pydantic.model_validator(mode="after")
     def _check_schedule(self):

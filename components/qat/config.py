@@ -5,7 +5,7 @@ import enum
 
 import pydantic
 
-from edgeopt.components._shared.config_base import StrictConfig
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 
 
 class QatScheme(enum.StrEnum):
@@ -15,7 +15,7 @@ class QatScheme(enum.StrEnum):
     SPARSE_CLUSTER_PRESERVE = "sparse_cluster_preserve"
 
 
-class QatConfig(StrictConfig):
+class QatConfig(FineTuningConfig):
     """Quantization-aware fine-tuning; the result is converted by a following `quantize` step."""
 
     scheme: QatScheme = pydantic.Field(
@@ -31,15 +31,14 @@ class QatConfig(StrictConfig):
     layer_names: list[str] = pydantic.Field(
         default_factory=list, description="Quantize only layers with these names (empty: all)."
     )
-    epochs: pydantic.PositiveInt = pydantic.Field(2, description="Fine-tuning epochs over the training split.")
-    batch_size: pydantic.PositiveInt = pydantic.Field(32, description="Fine-tuning batch size.")
-    learning_rate: float = pydantic.Field(1e-4, gt=0, lt=1, description="Adam learning rate for fine-tuning.")
-    seed: int = pydantic.Field(0, description="Seed for TensorFlow, NumPy and Python randomness during fine-tuning.")
+    skip_layers: list[str] = pydantic.Field(
+        default_factory=list, description="Names of layers left in float (not annotated for quantization)."
+    )
 
     @pydantic.model_validator(mode="after")
     def _check_selection(self):
-        if self.scheme != QatScheme.DEFAULT and (self.layer_types or self.layer_names):
+        if self.scheme != QatScheme.DEFAULT and (self.layer_types or self.layer_names or self.skip_layers):
             raise ValueError(
-                f"scheme {self.scheme.value} quantizes the whole model; leave layer_types and layer_names empty"
+                f"scheme {self.scheme.value} quantizes the whole model; leave layer_types, layer_names and skip_layers empty"
             )
         return self

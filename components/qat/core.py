@@ -61,19 +61,22 @@ def _annotate_layer(model, layer):
 
 
 def _annotate(model, config: QatConfig):
-    """Marks the layers to quantize: all of them, or those matching layer_types or layer_names."""
+    """Marks the layers to quantize: all of them, or those matching layer_types or layer_names, but skip_layers."""
     selected_only = bool(config.layer_types or config.layer_names)
-    if selected_only:
-        known_types = {type(layer).__name__ for layer in model.layers}
-        known_names = {layer.name for layer in model.layers}
-        unknown = sorted(set(config.layer_types) - known_types) + sorted(set(config.layer_names) - known_names)
-        if unknown:
-            raise ConfigError(
-                f"QatConfig.layer_types/layer_names: {unknown} match no layer of the model "
-                f"(types: {sorted(known_types)}, names: {sorted(known_names)})"
-            )
+    known_types = {type(layer).__name__ for layer in model.layers}
+    known_names = {layer.name for layer in model.layers}
+    unknown = sorted(set(config.layer_types) - known_types) + sorted(
+        set(config.layer_names) - known_names | set(config.skip_layers) - known_names
+    )
+    if unknown:
+        raise ConfigError(
+            f"QatConfig.layer_types/layer_names/skip_layers: {unknown} match no layer of the model "
+            f"(types: {sorted(known_types)}, names: {sorted(known_names)})"
+        )
 
     def annotate(layer):
+        if layer.name in config.skip_layers:
+            return layer
         if selected_only and type(layer).__name__ not in config.layer_types and layer.name not in config.layer_names:
             return layer
         return _annotate_layer(model, layer)
