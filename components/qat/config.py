@@ -39,6 +39,7 @@ class QatConfig(FineTuningConfig):
     def _check_selection(self):
         if self.scheme != QatScheme.DEFAULT and (self.layer_types or self.layer_names or self.skip_layers):
             raise ValueError(
-                f"scheme {self.scheme.value} quantizes the whole model; leave layer_types, layer_names and skip_layers empty"
+                f"scheme {self.scheme.value} quantizes the whole model; "
+                "leave layer_types, layer_names and skip_layers empty"
             )
         return self
