@@ -5,6 +5,7 @@ Nothing is created before the inputs are validated: a typo in a recipe never lea
 """
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import yaml
 from edgeopt.components._shared.errors import ConfigError, DataError, EdgeoptError
 from edgeopt.components._shared.job_lock import check_output_writable, output_dir_lock, output_errors_as_typed
 
+# Splits up to this size are read through before a job starts (catching a shard truncated anywhere); larger ones
+# only have their first batch read, so the check never costs a full pass over a huge split.
+PREFLIGHT_FULL_READ_BYTES = 512 * 2**20
 EXIT_RECIPE_FAILED = 3  # the job ran, and at least one recipe errored
 EXIT_GATE_FAILED = 4  # with --fail-on-gate: no recipe errored, and at least one missed its gate
 
@@ -48,19 +52,26 @@ def load_recipes(paths) -> list:
 
 
 def checked_training_data(examples, *, data_spec=None, module_file=None, non_finite: str = "drop"):
-    """TrainingData whose train and eval splits were read once, so a data error that would fail every recipe
-    (a missing, empty, truncated or garbage split; records that are not tf.Examples; an input_fn that breaks)
-    fails the job before any recipe runs, as a DataError."""
+    """TrainingData whose train and eval splits were checked, so a data error that would fail every recipe (a
+    missing, empty, truncated or garbage split; records that are not tf.Examples; an input_fn that breaks) fails
+    the job before any recipe runs, as a DataError.
+
+    A split whose files hold up to PREFLIGHT_FULL_READ_BYTES is streamed through once (a counting pass, cached for
+    the job's steps per epoch; memory stays one batch); a larger one has its first batch read, so a job on a huge
+    split does not read it all before starting (a shard broken further in fails as a DataError when it is read)."""
     import dataclasses
 
-    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components._shared.data import load_training_data, split_files
 
     try:
         data = load_training_data(examples, data_spec=data_spec, module_file=module_file)
         data = dataclasses.replace(data, non_finite=non_finite)
         _check_single_input(data)
         for split in (data.train_split, data.eval_split):
-            data.arrays(split)
+            if sum(os.path.getsize(path) for path in split_files(data.examples, split)) <= PREFLIGHT_FULL_READ_BYTES:
+                data.split_size(split)
+            else:
+                data.take(split, 1)
     except EdgeoptError:
         raise
     except Exception as err:  # user input_fn code and TF parsing raise anything; the job must name the data

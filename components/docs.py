@@ -21,8 +21,8 @@ OTHER_README_CONFIGS = {
     "evaluation": [
         "edgeopt.components.evaluation.config.EvaluationConfig",
         "edgeopt.components.evaluation.config.GateConfig",
-        "edgeopt.components._shared.data.DataSpec",
-        "edgeopt.components._shared.data.FeatureSpec",
+        "edgeopt.components._shared.data_spec.DataSpec",
+        "edgeopt.components._shared.data_spec.FeatureSpec",
     ],
     "recipes": ["edgeopt.components.recipes.config.RecipeConfig"],
     "tracking": ["edgeopt.components.tracking.config.TrackingConfig"],

@@ -17,8 +17,16 @@ def overall_sparsity(tensors) -> float:
     return zeros / sum(t.values.size for t in tensors)
 
 
+def whole_split(data, split):
+    """A small test split as (inputs, labels) numpy arrays: tests may hold their tiny data; the product streams."""
+    from edgeopt.components._shared.streaming import concatenate
+
+    batches = list(data.batches(split))
+    return concatenate([inputs for inputs, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
 def keras_accuracy(model, data) -> float:
-    inputs, labels = data.arrays(data.eval_split)
+    inputs, labels = whole_split(data, data.eval_split)
     return float(np.mean(np.asarray(model(inputs, training=False)).argmax(-1) == labels))
 
 

@@ -19,6 +19,7 @@ from edgeopt.components.calibration.core import (
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import optimize
+from tests.helpers import whole_split
 
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
@@ -83,7 +84,7 @@ def test_written_records_match_the_manifest(proportional, digits_data):
 
 def test_manifest_stats_describe_sample_and_source(proportional, digits_data):
     manifest = json.loads(open(f"{proportional.output_dir}/{MANIFEST_FILE}").read())
-    train_pixels = digits_data.arrays("train")[0] * 16  # the data spec scales pixels by 1/16
+    train_pixels = whole_split(digits_data, "train")[0] * 16  # the data spec scales pixels by 1/16
     assert manifest["source_stats"]["pixels"]["mean"] == pytest.approx(train_pixels.mean(), rel=1e-6)
     assert manifest["source_stats"]["pixels"]["max"] == 16.0
     sample = manifest["sample_stats"]["pixels"]

@@ -6,6 +6,7 @@ import pytest
 from edgeopt.components._shared.data import DataSpec, load_training_data
 from edgeopt.components._shared.errors import ConfigError, DataError
 from edgeopt.components.demo.digits import digits_data_spec
+from tests.helpers import whole_split
 
 MODULE_FILE = """
 import tensorflow as tf
@@ -26,8 +27,8 @@ def test_examples_layout_has_both_splits_and_csv(digits_examples):
 
 
 def test_data_spec_reads_every_example(digits_data):
-    train_x, train_y = digits_data.arrays("train")
-    eval_x, eval_y = digits_data.arrays("eval")
+    train_x, train_y = whole_split(digits_data, "train")
+    eval_x, eval_y = whole_split(digits_data, "eval")
     assert train_x.shape == (1438, 8, 8, 1) and eval_x.shape == (359, 8, 8, 1)
     assert set(np.unique(train_y)) == set(range(10))
     assert 0.0 <= train_x.min() and train_x.max() <= 1.0
@@ -38,8 +39,8 @@ def test_module_file_input_fn_gives_the_same_arrays(digits_examples, digits_data
     module.write_text(MODULE_FILE)
     from_module = load_training_data(digits_examples, module_file=module)
     for split in ("train", "eval"):
-        np.testing.assert_allclose(from_module.arrays(split)[0], digits_data.arrays(split)[0])
-        np.testing.assert_array_equal(from_module.arrays(split)[1], digits_data.arrays(split)[1])
+        np.testing.assert_allclose(whole_split(from_module, split)[0], whole_split(digits_data, split)[0])
+        np.testing.assert_array_equal(whole_split(from_module, split)[1], whole_split(digits_data, split)[1])
 
 
 def test_endless_input_fn_is_refused(digits_examples, tmp_path):
@@ -47,7 +48,7 @@ def test_endless_input_fn_is_refused(digits_examples, tmp_path):
     module.write_text(MODULE_FILE.replace(".batch(batch_size)", ".batch(batch_size).repeat()"))
     data = load_training_data(digits_examples, module_file=module)
     with pytest.raises(DataError, match="endless dataset; return one epoch"):
-        data.arrays("train")
+        whole_split(data, "train")
 
 
 def test_module_without_input_fn_is_refused(digits_examples, tmp_path):
@@ -65,10 +66,10 @@ def test_exactly_one_data_source(digits_examples):
 def test_missing_split_names_what_exists(digits_examples):
     spec = DataSpec(**{**digits_data_spec().to_dict(), "eval_split": "test"})
     with pytest.raises(DataError, match=r"no Split-test/ folder \(found \['Split-eval', 'Split-train'\]\)"):
-        load_training_data(digits_examples, data_spec=spec).arrays("test")
+        whole_split(load_training_data(digits_examples, data_spec=spec), "test")
 
 
 def test_missing_feature_key_is_a_data_error(digits_examples):
     spec = DataSpec(features=[{"key": "image", "shape": [64]}], label_key="label")
     with pytest.raises(DataError, match="image"):
-        load_training_data(digits_examples, data_spec=spec).arrays("eval")
+        whole_split(load_training_data(digits_examples, data_spec=spec), "eval")

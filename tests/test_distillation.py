@@ -21,7 +21,7 @@ from edgeopt.components.distillation.kfp_component import distill as distill_com
 from edgeopt.components.distillation.tfx_component import KnowledgeDistiller, KnowledgeDistillerExecutor
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import optimize
-from tests.helpers import Untouchable, keras_accuracy, save_tiny_subclassed_model
+from tests.helpers import Untouchable, keras_accuracy, save_tiny_subclassed_model, whole_split
 
 DATA_SPEC = "configs/data/digits.yaml"
 
@@ -36,7 +36,7 @@ def test_width_scaled_student_has_a_quarter_of_the_hidden_weights(tiny_model, di
             == teacher.get_layer(name).kernel.shape.num_elements()
         )
     assert student.get_layer("logits").units == 10
-    inputs = digits_data.arrays(digits_data.eval_split)[0][:16]
+    inputs = whole_split(digits_data, digits_data.eval_split)[0][:16]
     assert student(inputs).shape == (16, 10)
 
 

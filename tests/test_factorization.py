@@ -30,7 +30,7 @@ from edgeopt.components.factorization.kfp_component import factorize as factoriz
 from edgeopt.components.factorization.tfx_component import LowRankFactorizer, LowRankFactorizerExecutor
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import quantize
-from tests.helpers import Untouchable, keras_accuracy, kernels, save_tiny_subclassed_model
+from tests.helpers import Untouchable, keras_accuracy, kernels, save_tiny_subclassed_model, whole_split
 
 # The conftest CNN: conv1 3x3x1x8, conv2 3x3x8x16, dense1 256x32, logits 32x10 (the head, left whole).
 CONV_KERNEL_WEIGHTS = 3 * 3 * 1 * 8 + 3 * 3 * 8 * 16
@@ -49,7 +49,7 @@ def functional_with_1x1_conv(seed=0):
 def test_full_rank_factorization_computes_the_same_function(tiny_model, digits_data):
     sequential = load_keras_model(tiny_model)
     full = [LayerFactorization("dense1", "dense", 256, 32, 32, 0, 0)]
-    inputs = digits_data.arrays(digits_data.eval_split)[0]
+    inputs = whole_split(digits_data, digits_data.eval_split)[0]
     assert max_output_difference(sequential, factorize_model(sequential, full), inputs) < 1e-4  # measured 1.1e-5
 
     functional = functional_with_1x1_conv()

@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from edgeopt.components._shared.data import DataSpec, FeatureSpec, load_training_data
+from edgeopt.components._shared.data import load_training_data
+from edgeopt.components._shared.data_spec import DataSpec, FeatureSpec
 from edgeopt.components._shared.errors import UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_format import inspect_model
 from edgeopt.components._shared.support import check_recipe
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import run_recipe
+from tests.helpers import whole_split
 
 NUM_FEATURES = 30
 
@@ -53,7 +55,7 @@ def dense_bn_mlp(tmp_path_factory, cancer_data):
         ]
     )
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(*cancer_data.arrays("train"), epochs=5, verbose=0)
+    model.fit(*whole_split(cancer_data, "train"), epochs=5, verbose=0)
     path = tmp_path_factory.mktemp("mlp") / "dense_bn_mlp"
     model.save(path)
     return path
@@ -76,7 +78,7 @@ def test_dense_batchnorm_mlp_runs_every_qat_recipe(tmp_path, cancer_data, dense_
 
     from edgeopt.components._shared.tflite_runtime import TfliteRunner
 
-    inputs, labels = cancer_data.arrays("eval")
+    inputs, labels = whole_split(cancer_data, "eval")
     runner = TfliteRunner(tflite_path)
     assert runner.input_dtype == np.float32  # full_integer keeps float I/O around int8 ops
     accuracy = float(np.mean(runner.predict(inputs).argmax(-1) == labels))
@@ -106,7 +108,7 @@ def module_saved_model(tmp_path_factory, cancer_data):
     """A plain tf.Module (logistic regression fit by scikit-learn) with a serving signature: no Keras anywhere."""
     from sklearn.linear_model import LogisticRegression
 
-    inputs, labels = cancer_data.arrays("train")
+    inputs, labels = whole_split(cancer_data, "train")
     fitted = LogisticRegression(max_iter=500).fit(inputs, labels)
 
     class TwoClassLogistic(tf.Module):
@@ -155,7 +157,7 @@ def test_subclassed_model_runs_ptq_and_refuses_training_before_work(tmp_path, ca
     keras.utils.set_random_seed(0)
     model = TwoLayerNet()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(*cancer_data.arrays("train"), epochs=8, verbose=0)
+    model.fit(*whole_split(cancer_data, "train"), epochs=8, verbose=0)
     model.save(tmp_path / "subclassed")
     assert inspect_model(tmp_path / "subclassed").is_subclassed
 
@@ -231,7 +233,7 @@ def keras3_model(tmp_path_factory, cancer_data):
     import sys
 
     folder = tmp_path_factory.mktemp("keras3")
-    inputs, labels = cancer_data.arrays("train")
+    inputs, labels = whole_split(cancer_data, "train")
     np.save(folder / "inputs.npy", inputs)
     np.save(folder / "labels.npy", labels)
     env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
@@ -249,7 +251,7 @@ def test_keras3_file_runs_every_ptq_recipe_and_qat_through_a_tf_keras_rebuild(tm
     path = keras3_model / "model.keras"
     assert inspect_model(path).format == ModelFormat.KERAS3_FILE
     before = model_digest(path)
-    inputs, _ = cancer_data.arrays("eval")
+    inputs, _ = whole_split(cancer_data, "eval")
     rebuilt = load_keras_model(path)  # tf-keras copy: same outputs as the Keras 3 model's own export
     assert isinstance(rebuilt, keras.Model)
     np.testing.assert_allclose(

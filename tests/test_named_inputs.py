@@ -21,7 +21,7 @@ from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import optimize
 from edgeopt.components.recipes.kfp_component import optimize_recipe
 from tests import task_models
-from tests.helpers import kernels
+from tests.helpers import kernels, whole_split
 
 FAST = EvaluationConfig(warmup_runs=2, timed_runs=10)
 INT8 = {"name": "int8", "steps": [{"technique": "quantize", "config": {"mode": "full_integer"}}],
@@ -168,7 +168,7 @@ def test_regressor_is_scored_and_gated_on_mae(tmp_path):
         RecipeConfig(name="builtin_gate", steps=INT8["steps"], gate={"max_accuracy_drop": 1.0}),
     ]
     report = optimize(model, recipes, tmp_path / "out", data=data, evaluation=FAST, verbose=0)
-    inputs, labels = data.arrays("eval")
+    inputs, labels = whole_split(data, "eval")
     keras_mae = float(np.mean(np.abs(keras.models.load_model(model)(inputs).numpy().reshape(-1) - labels)))
     baseline = report["baseline"]
     assert baseline["metric"] == {"name": "mae", "higher_is_better": False, "value": pytest.approx(keras_mae, abs=1e-4),
@@ -196,7 +196,7 @@ def test_binary_sigmoid_model_is_scored_by_auc(tmp_path):
     spec = DataSpec(features=[{"key": "measurements", "shape": [30]}], label_key="label", task="binary", metric="auc")
     data = load_training_data(examples, data_spec=spec)
     report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST, verbose=0)
-    inputs, truth = data.arrays("eval")
+    inputs, truth = whole_split(data, "eval")
     probabilities = keras.models.load_model(model)(inputs).numpy().reshape(-1)
     baseline, candidate = report["baseline"], report["candidates"][0]
     assert candidate.get("error") is None, candidate.get("error")
@@ -215,7 +215,7 @@ def test_two_outputs_the_metric_reads_the_named_one(wine, tmp_path):
     model = task_models.two_output_classifier(tmp_path / "model", features, labels)
     data = load_training_data(examples, data_spec=DataSpec(**NAMED_SPEC, output="species"))
     report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST, verbose=0)
-    inputs, truth = data.arrays("eval")
+    inputs, truth = whole_split(data, "eval")
     species = keras.models.load_model(model)(inputs)[0].numpy()
     assert report["baseline"]["metric"]["output"] == "species"
     assert report["baseline"]["metric"]["value"] == pytest.approx(np.mean(species.argmax(-1) == truth))
@@ -245,7 +245,7 @@ def test_serving_signature_that_parses_examples_is_converted_from_the_keras_call
                       verbose=0)  # fmt: skip
     runner = TfliteRunner(report["baseline"]["tflite_path"])
     assert set(runner.input_names) == {"chemistry", "appearance"} and runner.input_dtype == np.float32
-    inputs, _ = data.arrays("eval")
+    inputs, _ = whole_split(data, "eval")
     np.testing.assert_allclose(runner.predict(inputs), model(inputs).numpy(), atol=1e-5)
 
 

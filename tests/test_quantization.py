@@ -13,7 +13,7 @@ from edgeopt.components.export.config import ExportConfig, ValidationConfig
 from edgeopt.components.export.core import CONFIG_FILE, VALIDATION_FILE, export_tflite
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import quantize
-from tests.helpers import kernels
+from tests.helpers import kernels, whole_split
 
 FAST_EVAL = EvaluationConfig(timed_runs=5, warmup_runs=1)
 
@@ -74,7 +74,7 @@ def test_int8_shrinks_weights_four_times(tiny_model, digits_data, float_tflite, 
 
 
 def test_explicit_calibration_inputs_are_used(tiny_model, digits_data, tmp_path):
-    inputs, _ = digits_data.arrays("train")
+    inputs, _ = whole_split(digits_data, "train")
     # Calibrating on all-zero images squeezes the activation ranges: the model stops agreeing with float.
     with pytest.raises(ConversionError, match="disagrees with the Keras model"):
         quantize(

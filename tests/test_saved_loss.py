@@ -29,12 +29,11 @@ def test_the_saved_loss_is_read_from_the_saved_training_config(tmp_path):
 
 def test_a_declared_task_or_a_module_loss_wins_over_the_saved_one():
     saved = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)
-    labels = np.zeros(4, np.int64)
     undeclared = TaskSpec(Task.CLASSIFICATION, "accuracy", True, None, 5, False, None, None)
-    assert task_loss(undeclared, labels, from_logits=True, compiled=saved) is saved
+    assert task_loss(undeclared, False, from_logits=True, compiled=saved) is saved
     declared = TaskSpec(Task.CLASSIFICATION, "accuracy", True, None, 5, True, None, None)
-    chosen = task_loss(declared, labels, from_logits=True, compiled=saved)
+    chosen = task_loss(declared, False, from_logits=True, compiled=saved)
     assert chosen is not saved and isinstance(chosen, keras.losses.SparseCategoricalCrossentropy)
     module_loss = keras.losses.Huber()
     with_module_loss = TaskSpec(Task.CLASSIFICATION, "accuracy", True, None, 5, False, None, module_loss)
-    assert task_loss(with_module_loss, labels, from_logits=True, compiled=saved) is module_loss
+    assert task_loss(with_module_loss, False, from_logits=True, compiled=saved) is module_loss

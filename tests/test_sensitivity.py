@@ -11,6 +11,7 @@ from edgeopt.components._shared.model_io import load_keras_model, save_keras_mod
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import configure_converter, pick_calibration_examples, quantize
 from edgeopt.components.quantization.sensitivity import SENSITIVITY_JSON, SENSITIVITY_PNG, layer_of_tensor, rank_layers
+from tests.helpers import whole_split
 
 PER_TENSOR_INT8 = {"mode": "full_integer", "dense_granularity": "per_tensor"}
 LENIENT = {"validation": {"min_top1_agreement": 0.0}}
@@ -18,12 +19,17 @@ LENIENT = {"validation": {"min_top1_agreement": 0.0}}
 
 @pytest.fixture(scope="module")
 def sensitive_model(tiny_model, digits_data, tmp_path_factory):
-    """The tiny CNN with one huge dense1 weight on the input that is (nearly) always zero: the output range stays
-    the same, but a per-tensor int8 scale sized for the huge weight rounds every other dense1 weight to zero."""
+    """The tiny CNN with one huge dense1 weight on an input that is always zero (conv2's first channel is silenced:
+    zero kernel, negative bias, ReLU): the output range stays the same, but a per-tensor int8 scale sized for the
+    huge weight rounds every other dense1 weight to zero."""
     model = load_keras_model(tiny_model)
-    inputs, _ = digits_data.arrays(digits_data.train_split)
+    conv_kernel, conv_bias = model.get_layer("conv2").get_weights()
+    conv_kernel[..., 0], conv_bias[0] = 0.0, -1.0
+    model.get_layer("conv2").set_weights([conv_kernel, conv_bias])
+    inputs, _ = whole_split(digits_data, digits_data.train_split)
     flat = keras.Model(model.inputs, model.get_layer("flatten").output)(inputs).numpy()
     quiet_input = int(np.abs(flat).max(axis=0).argmin())
+    assert np.abs(flat[:, quiet_input]).max() == 0.0
     kernel, bias = model.get_layer("dense1").get_weights()
     kernel[quiet_input, :] = 500 * np.abs(kernel).max()
     model.get_layer("dense1").set_weights([kernel, bias])

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.data import Inputs, keras_inputs
+from edgeopt.components._shared.data import keras_inputs
 from edgeopt.components._shared.errors import ModelLoadError
 from edgeopt.components._shared.keras3_bridge import SAVED_MODEL_DIR, keras3_artifacts
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_format import ModelFormat, check_model_file
+from edgeopt.components._shared.streaming import Inputs
 
 logger = logging.getLogger(__name__)
 

@@ -221,3 +221,59 @@ def metric_score(candidate: dict) -> float:
     if metric.get("value") is None or math.isnan(metric["value"]):
         return -math.inf
     return float(metric["value"]) if metric["higher_is_better"] else -float(metric["value"])
+
+
+class MetricStream:
+    """The task's metric, and top-1 accuracy where it applies, over batches of (labels, predictions), equal to
+    `TaskSpec.score` / `TaskSpec.accuracy` on the whole split.
+
+    Accuracy and top-k accuracy of a classifier and a regressor's MAE and RMSE are running sums: memory stays
+    constant however long the split. AUC, binary and multilabel accuracy (whose threshold depends on the range of
+    every score) and a module's metric_fn need every prediction of the metric's output, which is kept; the inputs
+    never are.
+    """
+
+    def __init__(self, task: TaskSpec):
+        self.task = task
+        self.summed = task.metric_fn is None and (
+            (task.task == Task.CLASSIFICATION and task.metric in (Metric.ACCURACY, Metric.TOP_K_ACCURACY))
+            or task.task == Task.REGRESSION
+        )
+        self.examples = 0
+        self._metric_sum = 0.0
+        self._correct = 0
+        self._values = 0
+        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, labels: np.ndarray, predictions: np.ndarray) -> None:
+        self.examples += len(labels)
+        if not self.summed:
+            self._kept.append((np.asarray(labels), np.asarray(predictions)))
+            return
+        predictions = np.asarray(predictions, dtype=np.float64)
+        if self.task.task == Task.REGRESSION:
+            errors = predictions.reshape(len(predictions), -1) - np.asarray(labels).reshape(len(labels), -1)
+            self._values += errors.size
+            self._metric_sum += float(np.abs(errors).sum() if self.task.metric == Metric.MAE else (errors**2).sum())
+            return
+        classes = _class_labels(labels)
+        self._correct += int(np.sum(predictions.argmax(-1) == classes))
+        if self.task.metric == Metric.TOP_K_ACCURACY:
+            top = np.argsort(-predictions, axis=-1)[:, : self.task.top_k]
+            self._metric_sum += float(np.sum(np.any(top == classes[:, None], axis=-1)))
+
+    def result(self) -> tuple[float, float | None]:
+        """(the metric's value, top-1 accuracy or None where it has no single meaning)."""
+        if not self.examples:
+            return math.nan, None
+        if not self.summed:
+            labels = np.concatenate([labels for labels, _ in self._kept])
+            predictions = np.concatenate([predictions for _, predictions in self._kept])
+            return self.task.score(labels, predictions), self.task.accuracy(labels, predictions)
+        if self.task.task == Task.REGRESSION:
+            mean = self._metric_sum / self._values
+            return (mean if self.task.metric == Metric.MAE else math.sqrt(mean)), None
+        accuracy = self._correct / self.examples
+        if self.task.metric == Metric.TOP_K_ACCURACY:
+            return self._metric_sum / self.examples, accuracy
+        return accuracy, accuracy

@@ -41,6 +41,10 @@ class TfliteRunner:
             self.inputs = {detail["name"]: detail for detail in self.interpreter.get_input_details()}
             self.outputs = {detail["name"]: detail for detail in self.interpreter.get_output_details()}
         self._batch = None
+        # A model whose inputs have a dynamic batch dimension (-1 in the signature) runs CHUNK examples per
+        # invocation; one exported with a fixed batch runs them one at a time.
+        dynamic = all(len(d.get("shape_signature", ())) and d["shape_signature"][0] == -1 for d in self.inputs.values())
+        self._chunk = CHUNK if dynamic else 1
 
     @property
     def input_names(self) -> list[str]:
@@ -135,12 +139,15 @@ class TfliteRunner:
         named = self.by_name(inputs)
         total = len(next(iter(named.values())))
         results = {name: [] for name in self.outputs}
-        for start in range(0, total, CHUNK):
-            chunk = {name: array[start : start + CHUNK] for name, array in named.items()}
-            self._prepare(len(next(iter(chunk.values()))))
+        start = 0
+        while start < total:
+            size = min(self._chunk, total - start)
+            self._prepare(size)
+            chunk = {name: array[start : start + size] for name, array in named.items()}
             self.invoke_prepared(self.quantize_inputs(chunk))
             for name, detail in self.outputs.items():
                 results[name].append(self._dequantize(self.interpreter.get_tensor(detail["index"]), detail))
+            start += size
         return {name: np.concatenate(parts) for name, parts in results.items()}
 
     def output_name(self, output: str | None) -> str:

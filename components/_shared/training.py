@@ -7,8 +7,9 @@ import random
 
 import numpy as np
 
-from edgeopt.components._shared.data import TrainingData, keras_inputs
+from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
+from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
 from edgeopt.components._shared.finite import StopOnNonFiniteLoss
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model
@@ -74,7 +75,7 @@ def saved_loss(model_path):
         return None
 
 
-def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool, compiled=None):
+def task_loss(task: TaskSpec, one_hot: bool, *, from_logits: bool, compiled=None):
     """The fine-tuning loss: the module's loss_fn; else, when the data declares no task, the loss the model was
     saved compiled with (`compiled`); else the task's (classification: sparse or, for one-hot labels, categorical
     cross-entropy; binary and multilabel: binary cross-entropy; regression: mean squared error)."""
@@ -83,7 +84,7 @@ def task_loss(task: TaskSpec, labels: np.ndarray, *, from_logits: bool, compiled
     if compiled is not None and not task.declared:
         return compiled
     if task.task == Task.CLASSIFICATION:
-        if labels.ndim > 1:
+        if one_hot:
             return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     if task.task in (Task.BINARY, Task.MULTILABEL):
@@ -104,45 +105,70 @@ def _metric_output(model, task: TaskSpec) -> str | None:
     return found
 
 
+def model_inputs(keras_model):
+    """In-graph map narrowing a dict of inputs to the model's (a TFX input_fn may yield more features), or to the
+    array of a single-input model; the streamed counterpart of `data.keras_inputs`."""
+    names = list(keras_model.input_names)
+
+    def narrow(inputs, targets):
+        if not isinstance(inputs, dict):
+            return inputs, targets
+        if len(names) == 1 and len(inputs) == 1:
+            return next(iter(inputs.values())), targets
+        missing = [name for name in names if name not in inputs]
+        if missing:
+            raise DataError(f"the model needs inputs {missing}, which the data does not give (it has {list(inputs)})")
+        return {name: inputs[name] for name in names}, targets
+
+    return narrow
+
+
 def fine_tune(
     model,
     data: TrainingData,
+    config: FineTuningConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
     from_logits: bool,
     callbacks=(),
     verbose: int = 2,
     compiled_loss=None,
 ):
     """Compiles `model` with the loss of the data's task (or `compiled_loss`, the one the model was saved with, when
-    the data declares no task: see `task_loss`) and fits it on the training split.
+    the data declares no task: see `task_loss`) and fits it on the streamed training split for the config's epochs,
+    batch size, learning rate, shuffle buffer and steps per epoch.
 
     `from_logits` is the caller's reading of a single-output model; for several outputs only the metric's output
     is trained against the labels (the others get no loss), with from_logits read from that output's layer.
     """
-    inputs, labels = data.arrays(data.train_split)
     output = _metric_output(model, data.task)
     if output is not None:
         from_logits = not outputs_probabilities(model, output)
-    loss = task_loss(data.task, labels, from_logits=from_logits, compiled=compiled_loss if output is None else None)
-    labels = data.training_labels(labels)
+    dataset = data.training_dataset(config.batch_size, seed=config.seed, shuffle_buffer=config.shuffle_buffer)
+    one_hot = dataset.element_spec[1].shape.rank > 1
+    loss = task_loss(data.task, one_hot, from_logits=from_logits, compiled=compiled_loss if output is None else None)
+    dataset = dataset.map(model_inputs(model))
+    if output is not None:
+        dataset = dataset.map(lambda inputs, labels: (inputs, {output: labels}))
     metric = "accuracy"  # callers read history["accuracy"]; for a regressor it is Keras' exact-match accuracy
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=loss if output is None else {output: loss},
         metrics=[metric] if output is None else {output: [metric]},
     )
-    model.fit(
-        keras_inputs(model, inputs),
-        labels if output is None else {output: labels},
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        callbacks=[StopOnNonFiniteLoss(), *callbacks, *_EXTRA_CALLBACKS.get()],
-        verbose=verbose,
-    )
+    try:
+        model.fit(
+            dataset,
+            epochs=config.epochs,
+            steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
+            callbacks=[StopOnNonFiniteLoss(), *callbacks, *_EXTRA_CALLBACKS.get()],
+            verbose=verbose,
+        )
+    except tf.errors.InvalidArgumentError as err:
+        reason = next((line for line in err.message.splitlines() if "non_finite policy: fail" in line), None)
+        if reason is None:
+            raise
+        raise DataError(f"{data.description}: {reason.strip()}; clean the data, or pass --non-finite drop to skip "
+                        "such examples") from err  # fmt: skip
     if output is not None:  # Keras prefixes per-output metrics; keep the name callers read
         model.history.history.setdefault("accuracy", model.history.history.get(f"{output}_accuracy", [np.nan]))
     return model
@@ -187,9 +213,7 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
     fine_tune(
         wrapped,
         data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
+        config,
         from_logits=not outputs_probabilities(model),
         callbacks=callbacks,
         compiled_loss=saved_loss(model_path),

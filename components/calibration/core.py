@@ -23,6 +23,7 @@ from edgeopt.components._shared.atomic import atomic_output_dir
 from edgeopt.components._shared.csv_examples import column_kinds, example_from_row
 from edgeopt.components._shared.errors import DataError
 from edgeopt.components._shared.fingerprint import files_fingerprint
+from edgeopt.components._shared.streaming import first_examples
 from edgeopt.components.calibration.config import CalibrationConfig, Stratification
 
 DATA_FILE = "data.tfrecord.gz"
@@ -432,5 +433,6 @@ def load_calibration_inputs(calibration_dir: str | os.PathLike, data):
     """The artifact's examples as model inputs, parsed exactly like the training data (data spec or input_fn)."""
     manifest = read_manifest(calibration_dir)
     data_file = Path(calibration_dir) / manifest["data_file"]
-    inputs, _ = data.arrays_from_files([str(data_file)], f"calibration artifact {data_file}")
+    batches = data.file_batches([str(data_file)], f"calibration artifact {data_file}")
+    inputs, _ = first_examples(batches, int(manifest["count"]))  # the artifact holds what the sampler chose
     return inputs

@@ -99,8 +99,12 @@ def train_digits_baseline(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    inputs, labels = data.arrays(data.train_split)
-    model.fit(inputs, labels, epochs=epochs, batch_size=32, shuffle=True, verbose=verbose)
+    model.fit(
+        data.training_dataset(32, seed=seed, shuffle_buffer=4096),
+        epochs=epochs,
+        steps_per_epoch=data.steps_per_epoch(32),
+        verbose=verbose,
+    )
     with atomic_output_dir(output_dir) as staging:
         model.save(str(staging), include_optimizer=False)
     return Path(output_dir)

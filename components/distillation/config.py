@@ -22,7 +22,8 @@ class DistillationConfig(FineTuningConfig):
     """Distill the input model (the teacher, frozen) into a student; the saved result is the plain student.
 
     Loss = alpha * hard-label cross-entropy + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
-    A teacher or student ending in softmax is turned back into logits (log of the probabilities) first.
+    A teacher or student ending in softmax is turned back into logits (log of the probabilities) first. A regressor
+    (task: regression) distills the teacher's outputs directly: alpha * MSE(labels) + (1 - alpha) * MSE(teacher).
     """
 
     student: StudentSource = pydantic.Field(

@@ -2,16 +2,16 @@
 
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
 
 from edgeopt.components._shared.data import TrainingData, load_module
 from edgeopt.components._shared.errors import ConfigError, DataError, UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
+from edgeopt.components._shared.tasks import Task
 from edgeopt.components._shared.topology import rebuild, require_rebuildable
-from edgeopt.components._shared.training import outputs_probabilities, set_seeds
+from edgeopt.components._shared.training import model_inputs, outputs_probabilities, set_seeds
 from edgeopt.components.distillation.config import DistillationConfig, StudentSource, TeacherOutputs
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class DistillationResult:
     teacher_params: int
     student_params: int
     param_ratio: float
-    train_accuracy: float
+    train_accuracy: float | None  # None for a regressor
     final_loss: float
     #: Layer name -> (teacher width, student width), for students built by width scaling.
     scaled_layers: dict[str, list[int]] = field(default_factory=dict)
@@ -45,30 +45,50 @@ def as_logits(outputs, probabilities: bool):
 def distillation_loss(labels, student_logits, teacher_logits, *, alpha: float, temperature: float):
     """alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
 
-    T^2 keeps the soft term's gradients on the scale of the hard term's as T grows (Hinton et al., 2015).
+    T^2 keeps the soft term's gradients on the scale of the hard term's as T grows (Hinton et al., 2015). Labels are
+    class ids, or one-hot rows.
     """
-    hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+    if labels.shape.rank is not None and labels.shape.rank > 1:
+        hard = keras.losses.categorical_crossentropy(labels, student_logits, from_logits=True)
+    else:
+        hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
     teacher_log_soft = tf.nn.log_softmax(teacher_logits / temperature)
     student_log_soft = tf.nn.log_softmax(student_logits / temperature)
     soft = tf.reduce_sum(tf.exp(teacher_log_soft) * (teacher_log_soft - student_log_soft), axis=-1)
     return alpha * tf.reduce_mean(hard) + (1.0 - alpha) * temperature**2 * tf.reduce_mean(soft)
 
 
+def regression_distillation_loss(targets, student_outputs, teacher_outputs, *, alpha: float):
+    """alpha * MSE(targets, student) + (1 - alpha) * MSE(teacher, student): a regressor's outputs are the soft
+    targets themselves, with no temperature."""
+    targets = tf.reshape(tf.cast(targets, student_outputs.dtype), tf.shape(student_outputs))
+    hard = tf.reduce_mean(tf.square(targets - student_outputs))
+    soft = tf.reduce_mean(tf.square(teacher_outputs - student_outputs))
+    return alpha * hard + (1.0 - alpha) * soft
+
+
 class Distiller(keras.Model):
     """Trains `student` against a frozen `teacher`; calling it calls the student.
 
-    Fit it on (inputs, (labels, teacher_logits)) with cached teacher outputs, or on (inputs, labels) otherwise.
+    Fit it on (inputs, (labels, teacher_outputs)) with cached teacher outputs, or on (inputs, labels) otherwise.
+    A classifier's outputs are compared as logits (`teacher_outputs` are the teacher's logits), a regressor's as
+    they are.
     """
 
-    def __init__(self, student, teacher, *, alpha: float, temperature: float, cached: bool):
+    def __init__(self, student, teacher, *, alpha: float, temperature: float, cached: bool, regression: bool):
         super().__init__()
         self.student, self.teacher = student, teacher
         self.teacher.trainable = False
-        self.alpha, self.temperature, self.cached = alpha, temperature, cached
-        self.student_probabilities = outputs_probabilities(student)
-        self.teacher_probabilities = outputs_probabilities(teacher)
+        self.alpha, self.temperature, self.cached, self.regression = alpha, temperature, cached, regression
+        self.student_probabilities = not regression and outputs_probabilities(student)
+        self.teacher_probabilities = not regression and outputs_probabilities(teacher)
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.accuracy_tracker = (
+            keras.metrics.MeanAbsoluteError(name="mae") if regression else keras.metrics.Accuracy(name="accuracy")
+        )
+
+    def teacher_outputs(self, inputs):
+        return as_logits(self.teacher(inputs, training=False), self.teacher_probabilities)
 
     @property
     def metrics(self):
@@ -83,18 +103,25 @@ class Distiller(keras.Model):
             labels, teacher_logits = targets
         else:
             labels = targets
-            teacher_logits = as_logits(self.teacher(inputs, training=False), self.teacher_probabilities)
+            teacher_logits = self.teacher_outputs(inputs)
         with tf.GradientTape() as tape:
             student_logits = as_logits(self.student(inputs, training=True), self.student_probabilities)
-            loss = distillation_loss(
-                labels, student_logits, teacher_logits, alpha=self.alpha, temperature=self.temperature
-            )
+            if self.regression:
+                loss = regression_distillation_loss(labels, student_logits, teacher_logits, alpha=self.alpha)
+            else:
+                loss = distillation_loss(
+                    labels, student_logits, teacher_logits, alpha=self.alpha, temperature=self.temperature
+                )
             if self.student.losses:
                 loss += tf.add_n(self.student.losses)
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(labels, student_logits)
+        if self.regression:
+            self.accuracy_tracker.update_state(tf.reshape(labels, tf.shape(student_logits)), student_logits)
+        else:
+            classes = tf.argmax(labels, -1) if labels.shape.rank > 1 else labels
+            self.accuracy_tracker.update_state(classes, tf.argmax(student_logits, -1))
         return {metric.name: metric.result() for metric in self.metrics}
 
 
@@ -160,6 +187,16 @@ def build_student(teacher, config: DistillationConfig, *, module_file: str | Non
     return student, widths
 
 
+def _distilled_task(data: TrainingData) -> bool:
+    """True for a regressor; classification distills softened logits; binary and multilabel are refused."""
+    if data.task.task in (Task.BINARY, Task.MULTILABEL):
+        raise UnsupportedModelError(
+            f"distill supports classification (softened logits) and regression (the teacher's outputs), not "
+            f"{data.task.task.value} tasks; use prune, cluster or quantize for this model"
+        )
+    return data.task.task == Task.REGRESSION
+
+
 def distill(
     model_path: str | os.PathLike,
     config: DistillationConfig,
@@ -190,24 +227,39 @@ def distill(
     teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
     set_seeds(config.seed)
     student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
-    inputs, labels = data.arrays(data.train_split)
+    regression = _distilled_task(data)
     cached = config.teacher_outputs == TeacherOutputs.CACHED
-    distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached)
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    targets = labels
-    if cached:
-        teacher_outputs = teacher.predict(inputs, batch_size=256, verbose=0)
-        targets = (labels, np.asarray(as_logits(teacher_outputs, distiller.teacher_probabilities)))
-    history = distiller.fit(
-        inputs, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=verbose
+    distiller = Distiller(
+        student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached, regression=regression
     )
+    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    narrow = model_inputs(teacher)
+
+    def with_teacher_outputs(inputs, labels):
+        inputs, _ = narrow(inputs, labels)
+        return inputs, (labels, distiller.teacher_outputs(inputs))
+
+    with tempfile.TemporaryDirectory(prefix="edgeopt-distill-") as cache_dir:
+        dataset = data.training_dataset(
+            config.batch_size,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            annotate=with_teacher_outputs if cached else None,
+            cache_file=os.path.join(cache_dir, "teacher") if cached else None,
+        )
+        history = distiller.fit(
+            dataset if cached else dataset.map(narrow),
+            epochs=config.epochs,
+            steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
+            verbose=verbose,
+        )
     result = DistillationResult(
         model_dir=str(output_dir),
         student_source=config.student.value,
         teacher_params=int(teacher.count_params()),
         student_params=int(student.count_params()),
         param_ratio=student.count_params() / teacher.count_params(),
-        train_accuracy=float(history.history["accuracy"][-1]),
+        train_accuracy=None if regression else float(history.history["accuracy"][-1]),
         final_loss=float(history.history["loss"][-1]),
         scaled_layers=widths,
     )

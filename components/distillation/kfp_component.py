@@ -28,4 +28,5 @@ def distill(
     result = run_distill(model.path, settings, student_model.path, data=data, module_file=module_file or None)
     student_model.metadata.update(artifact_metadata(settings, result.to_dict()))
     for name in ("student_params", "param_ratio", "train_accuracy"):
-        metrics.log_metric(name, getattr(result, name))
+        if getattr(result, name) is not None:  # a regressor has no train_accuracy
+            metrics.log_metric(name, getattr(result, name))

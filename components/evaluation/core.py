@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.data import Inputs, TrainingData, count, select
+from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import DataError
-from edgeopt.components._shared.tasks import metric_delta, metric_score, relative_metric_delta
+from edgeopt.components._shared.streaming import Inputs, select
+from edgeopt.components._shared.tasks import MetricStream, metric_delta, metric_score, relative_metric_delta
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.evaluation.config import EvaluationConfig, GateConfig
 
@@ -82,7 +83,8 @@ def metric_output(runner: TfliteRunner, output: str | None) -> str:
 
 def evaluate_tflite(tflite_path: str | os.PathLike, data: TrainingData, config: EvaluationConfig) -> Evaluation:
     """Size, gzip size, the task's metric (and top-1 accuracy for classifiers) on the eval split, and latency
-    through the LiteRT interpreter.
+    through the LiteRT interpreter. The split streams through the interpreter in batches (see `MetricStream` for
+    what is kept); `max_eval_examples` caps it.
 
     Raises:
       DataError: the data does not feed the model's inputs, or the metric's output is ambiguous or missing.
@@ -90,22 +92,27 @@ def evaluate_tflite(tflite_path: str | os.PathLike, data: TrainingData, config: 
     Example:
       >>> evaluate_tflite("int8/model.tflite", data, EvaluationConfig(num_threads=1)).metric["value"]
     """
-    inputs, labels = data.arrays(data.eval_split)
-    if config.max_eval_examples is not None:
-        inputs, labels = select(inputs, slice(0, config.max_eval_examples)), labels[: config.max_eval_examples]
     runner = TfliteRunner(tflite_path, num_threads=config.num_threads)
     output = metric_output(runner, data.task.output)
-    predictions = runner.predict(inputs, output)
     task = data.task
+    scores = MetricStream(task)
+    first = None
+    for inputs, labels in data.batches(data.eval_split, limit=config.max_eval_examples):
+        if config.max_eval_examples is not None:
+            keep = min(len(labels), config.max_eval_examples - scores.examples)
+            inputs, labels = select(inputs, slice(0, keep)), labels[:keep]
+        first = first if first is not None else select(inputs, slice(0, 1))
+        scores.add(labels, runner.predict(inputs, output))
+    value, accuracy = scores.result()
     return Evaluation(
         tflite_path=str(tflite_path),
         tflite_bytes=Path(tflite_path).stat().st_size,
         gzip_bytes=gzip_size(tflite_path),
-        accuracy=task.accuracy(labels, predictions),
-        num_eval_examples=count(inputs),
-        latency_ms=measure_latency(runner, select(inputs, slice(0, 1)), config),
+        accuracy=accuracy,
+        num_eval_examples=scores.examples,
+        latency_ms=measure_latency(runner, first, config),
         num_threads=config.num_threads,
-        metric={**task.describe(task.score(labels, predictions)), "output": output},
+        metric={**task.describe(value), "output": output},
     )
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.data import Inputs, TrainingData, count, select
+from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConversionError
 from edgeopt.components._shared.model_source import KerasSource, SavedModelSource, open_conversion_source
+from edgeopt.components._shared.streaming import Inputs, count, select
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.export.config import ExportConfig, ValidationConfig
 
@@ -144,7 +145,7 @@ def export_tflite(
       'exported/model.tflite'
     """
     with open_conversion_source(model_path, allow_unsafe=allow_unsafe) as source:
-        eval_inputs, _ = data.arrays(data.eval_split)
+        eval_inputs, _ = data.take(data.eval_split, config.validation.num_examples)
         return convert_and_validate(
             source,
             output_dir,

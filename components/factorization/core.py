@@ -185,7 +185,7 @@ def factorize(
         )
     set_seeds(config.seed)
     factorized = factorize_model(model, plan)
-    inputs = data.arrays(data.train_split)[0][:CHECK_EXAMPLES]
+    inputs, _ = data.take(data.train_split, CHECK_EXAMPLES)
     difference = max_output_difference(model, factorized, inputs)
     logger.info("factorized %d layer(s); largest output difference before fine-tuning %.3g", len(plan), difference)
     if config.max_output_diff is not None and difference > config.max_output_diff:
@@ -198,9 +198,7 @@ def factorize(
         fine_tune(
             factorized,
             data,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
+            config,
             from_logits=not outputs_probabilities(model),
             verbose=verbose,
             compiled_loss=saved_loss(model_path),

@@ -98,7 +98,7 @@ def prune(
       >>> prune("model/", PruningConfig(target_sparsity=0.8), "pruned/", data=data).achieved_sparsity
       0.8
     """
-    plan = plan_schedule(config, data.steps_per_epoch(config.batch_size))
+    plan = plan_schedule(config, data.steps_per_epoch(config.batch_size, config.steps_per_epoch))
     wrapper_args = {"pruning_schedule": _schedule(config, plan)}
     if config.structure == SparsityStructure.TWO_OF_FOUR:
         wrapper_args["sparsity_m_by_n"] = (2, 4)

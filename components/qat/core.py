@@ -109,9 +109,7 @@ def quantization_aware_train(
     history = fine_tune(
         quantized,
         data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
+        config,
         from_logits=from_logits,
         verbose=verbose,
         compiled_loss=saved_loss(model_path),

@@ -4,10 +4,11 @@ import os
 
 import numpy as np
 
-from edgeopt.components._shared.data import Inputs, TrainingData, count, select
+from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.model_source import KerasSource, open_conversion_source
+from edgeopt.components._shared.streaming import Inputs, count
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import (
     AEQ_MODES,
@@ -18,10 +19,9 @@ from edgeopt.components.quantization.config import (
 
 
 def pick_calibration_examples(data: TrainingData, size: int, seed: int) -> Inputs:
-    """A seeded random subset of the training split, used when no calibration artifact is given."""
-    inputs, _ = data.arrays(data.train_split)
-    order = np.random.default_rng(seed).permutation(count(inputs))
-    return select(inputs, order[:size])
+    """A seeded uniform sample of the streamed training split (see `TrainingData.sample`), used when no
+    calibration artifact is given."""
+    return data.sample(data.train_split, size, seed)
 
 
 def representative_examples(calibration_inputs: Inputs):
@@ -94,7 +94,7 @@ def quantize(
             calibration_inputs = pick_calibration_examples(data, config.calibration_examples, config.calibration_seed)
         if calibration_inputs is not None:
             calibration_inputs = source.adapt_inputs(calibration_inputs)
-        eval_inputs, _ = data.arrays(data.eval_split)
+        eval_inputs, _ = data.take(data.eval_split, config.validation.num_examples)
         if config.keeps_float_layers:
             from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
 

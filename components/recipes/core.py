@@ -10,13 +10,14 @@ import traceback
 from pathlib import Path
 
 from edgeopt.components._shared.atomic import atomic_output_file
-from edgeopt.components._shared.data import Inputs, TrainingData, count
+from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import EdgeoptError
 from edgeopt.components._shared.hardware import describe_hardware, speedup_significance
 from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
 from edgeopt.components._shared.progress import current as current_progress
 from edgeopt.components._shared.report_model import validate_report
+from edgeopt.components._shared.streaming import Inputs, count
 from edgeopt.components._shared.support import check_recipe, check_recipes
 from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
 from edgeopt.components.calibration.core import load_calibration_inputs, read_manifest

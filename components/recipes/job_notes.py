@@ -21,7 +21,7 @@ def _calibrated_steps(recipe: RecipeConfig):
 
 def calibration_notes(recipes: list[RecipeConfig], data: TrainingData, artifact_count: int | None) -> dict:
     """Per calibrated recipe: the count it asked for and the count it used; a warning below the floor."""
-    available = None if artifact_count is not None else len(data.arrays(data.train_split)[1])
+    available = None if artifact_count is not None else data.split_size(data.train_split)
     asked, used = {}, {}
     for recipe in recipes:
         for step in _calibrated_steps(recipe):
@@ -47,7 +47,7 @@ def calibration_notes(recipes: list[RecipeConfig], data: TrainingData, artifact_
 
 def input_casts(data: TrainingData) -> dict:
     """Model inputs that are not float32 are cast to float32 for conversion and evaluation; recorded, and logged."""
-    inputs = data.arrays(data.train_split)[0]
+    inputs, _ = data.take(data.train_split, 1)
     arrays = inputs if isinstance(inputs, dict) else {"input": inputs}
     casts = {name: str(value.dtype) for name, value in arrays.items() if np.asarray(value).dtype != np.float32}
     for name, dtype in casts.items():
@@ -57,7 +57,9 @@ def input_casts(data: TrainingData) -> dict:
 
 def job_notes(recipes: list[RecipeConfig], data: TrainingData, artifact_count: int | None) -> dict:
     """The report.json keys that record what was done to the data."""
-    casts = input_casts(data)  # reads the training split first, which counts what it dropped
+    casts = input_casts(data)
+    for split in (data.train_split, data.eval_split):
+        data.split_size(split)  # a counting pass (cached for the job) that also counts what it dropped
     return {
         "non_finite_dropped": dict(data.dropped_non_finite),
         "input_casts": casts,

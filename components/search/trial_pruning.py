@@ -15,8 +15,7 @@ class ReportAccuracyDrop(keras.callbacks.Callback):
     def __init__(self, trial, data: TrainingData, baseline_accuracy: float, max_examples: int = 512):
         super().__init__()
         self.trial = trial
-        inputs, labels = data.arrays(data.eval_split)
-        self.inputs, self.labels = inputs[:max_examples], labels[:max_examples]
+        self.inputs, self.labels = data.take(data.eval_split, max_examples)
         self.baseline_accuracy = baseline_accuracy
         self.epochs_seen = 0
         self.last_drop: float | None = None

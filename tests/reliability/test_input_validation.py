@@ -11,6 +11,7 @@ from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.cli_jobs import load_recipes
 from edgeopt.components.demo.digits import digits_data_spec
 from edgeopt.components.recipes.config import RecipeConfig
+from tests.helpers import whole_split
 from tests.reliability.conftest import optimize_args, start_edgeopt
 
 
@@ -118,7 +119,7 @@ def test_an_input_fn_with_two_inputs_is_a_typed_data_error(cli, tiny_model, digi
 
 def test_data_is_read_once_per_split_with_the_typed_error(digits_examples):
     data = load_training_data(digits_examples, data_spec=digits_data_spec())
-    inputs, labels = data.arrays(data.train_split)
+    inputs, labels = whole_split(data, data.train_split)
     assert len(inputs) == len(labels) > 1000 and data.dropped_non_finite == {"train": 0}
 
 

@@ -17,7 +17,7 @@ def _five_float64_examples(tmp_path) -> TrainingData:
         (tmp_path / f"Split-{split}" / "data").write_bytes(b"")
     inputs = np.arange(5 * 64, dtype=np.float64).reshape(5, 8, 8, 1)  # e.g. an input_fn yielding float64
 
-    def dataset_from_files(files, batch_size):
+    def dataset_from_files(files, batch_size, seed=None):
         return tf.data.Dataset.from_tensor_slices((inputs, np.arange(5))).batch(batch_size)
 
     return TrainingData(str(tmp_path), dataset_from_files, "train", "eval", "five float64 examples")
@@ -37,7 +37,7 @@ def test_the_count_used_casts_and_overrides_are_recorded(tmp_path, caplog):
     assert notes["calibration_used"]["used_per_recipe"] == {"int8_100": 5}
     assert notes["calibration_used"]["below_minimum"] == ["int8_100"]
     assert notes["input_casts"] == {"input": {"from": "float64", "to": "float32"}}
-    assert notes["non_finite_dropped"] == {"train": 0}
+    assert notes["non_finite_dropped"] == {"train": 0, "eval": 0}
     assert f"fewer than {MIN_CALIBRATION_EXAMPLES} examples" in caplog.text and "casts it to float32" in caplog.text
 
     overridden = job_notes([_int8(100), _int8(300)], data, artifact_count=300)["calibration_used"]
