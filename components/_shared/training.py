@@ -8,6 +8,7 @@ import random
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData, keras_inputs
+from edgeopt.components._shared.distribution import distribute_options
 from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
 from edgeopt.components._shared.finite import StopOnNonFiniteLoss
 from edgeopt.components._shared.keras_bootstrap import keras, tf
@@ -135,7 +136,7 @@ def fine_tune(
         metrics=[metric] if output is None else {output: [metric]},
     )
     model.fit(
-        keras_inputs(model, inputs),
+        distribute_options(keras_inputs(model, inputs)),
         labels if output is None else {output: labels},
         batch_size=batch_size,
         epochs=epochs,

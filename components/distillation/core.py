@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData, load_module
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError, DataError, UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
@@ -32,6 +33,7 @@ class DistillationResult:
     final_loss: float
     #: Layer name -> (teacher width, student width), for students built by width scaling.
     scaled_layers: dict[str, list[int]] = field(default_factory=dict)
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,8 +93,11 @@ class Distiller(keras.Model):
             )
             if self.student.losses:
                 loss += tf.add_n(self.student.losses)
+            # apply_gradients sums the replicas' gradients: scale each replica's mean loss to its share (as Keras
+            # does for a compiled loss), so N replicas take the step one device would.
+            replica_loss = loss / tf.distribute.get_replica_context().num_replicas_in_sync
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.optimizer.apply_gradients(zip(tape.gradient(replica_loss, variables), variables, strict=True))
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(labels, student_logits)
         return {metric.name: metric.result() for metric in self.metrics}
@@ -187,20 +192,21 @@ def distill(
       >>> round(distill("model/", DistillationConfig(width_multiplier=0.5), "student/", data=data).param_ratio, 2)
       0.25
     """
-    teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    set_seeds(config.seed)
-    student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
-    inputs, labels = data.arrays(data.train_split)
-    cached = config.teacher_outputs == TeacherOutputs.CACHED
-    distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached)
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    targets = labels
-    if cached:
-        teacher_outputs = teacher.predict(inputs, batch_size=256, verbose=0)
-        targets = (labels, np.asarray(as_logits(teacher_outputs, distiller.teacher_probabilities)))
-    history = distiller.fit(
-        inputs, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=verbose
-    )
+    with training_scope(config) as distribution:
+        teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+        set_seeds(config.seed)
+        student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
+        inputs, labels = data.arrays(data.train_split)
+        cached = config.teacher_outputs == TeacherOutputs.CACHED
+        distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached)
+        distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        targets = labels
+        if cached:
+            teacher_outputs = teacher.predict(inputs, batch_size=256, verbose=0)
+            targets = (labels, np.asarray(as_logits(teacher_outputs, distiller.teacher_probabilities)))
+        history = distiller.fit(
+            inputs, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=verbose
+        )
     result = DistillationResult(
         model_dir=str(output_dir),
         student_source=config.student.value,
@@ -210,6 +216,7 @@ def distill(
         train_accuracy=float(history.history["accuracy"][-1]),
         final_loss=float(history.history["loss"][-1]),
         scaled_layers=widths,
+        distribution=distribution.to_dict(),
     )
     logger.info("distilled into %d parameters (%.1f%% of the teacher)", result.student_params, 100 * result.param_ratio)
     save_step_model(student, output_dir, technique="distill", config=config, result=result.to_dict())
