@@ -20,6 +20,7 @@ from edgeopt.components.cli_jobs import (
     exit_status,
     load_recipes,
     run_job,
+    start_recipe_distribution,
 )
 from edgeopt.components.search import cli_commands as search_commands
 from edgeopt.components.tracking import cli_commands as tracking_commands
@@ -59,6 +60,7 @@ def _finish(report: dict, out: Path, args) -> int:
 
 def prepare_demo(args):
     args.recipes = load_recipes(args.recipe or default_recipe_paths())
+    start_recipe_distribution(args.recipes)
     args.sweep = parse_sizes(args.sweep_sizes, "--sweep-sizes") if args.sweep_sizes else []
 
 
@@ -67,6 +69,7 @@ def prepare_optimize(args):
 
     resolve_model_path(args.model)
     args.recipes = load_recipes(args.recipe)
+    start_recipe_distribution(args.recipes)  # before the data is read: see its docstring
     args.data = checked_training_data(
         args.examples, data_spec=args.data_spec, module_file=args.module_file, non_finite=args.non_finite
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from edgeopt.components._shared.distribution import is_chief
 from edgeopt.components._shared.errors import ConfigError, DataError, EdgeoptError
 from edgeopt.components._shared.job_lock import check_output_writable, output_dir_lock, output_errors_as_typed
 
@@ -49,6 +50,15 @@ def load_recipes(paths) -> list:
         except UnicodeDecodeError as err:
             raise ConfigError(f"{path} is not a text YAML file; pass a recipe YAML") from err
     return recipes
+
+
+def start_recipe_distribution(recipes) -> None:
+    """Resolves every fine-tuning step's `distribution` now (a typed error before any work) and, under a TF_CONFIG
+    cluster, creates the MultiWorkerMirroredStrategy before TensorFlow runs its first operation (reading the data
+    comes next), which is when it must configure its collective ops."""
+    from edgeopt.components._shared.distribution import start_distribution
+
+    start_distribution(step.config for recipe in recipes for step in recipe.steps)
 
 
 def checked_training_data(examples, *, data_spec=None, module_file=None, non_finite: str = "drop"):
@@ -142,6 +152,8 @@ def run_job(args, run_tracked) -> int:
     inputs = {flag: getattr(args, flag.strip("-").replace("-", "_"), None) for flag in INPUT_FLAGS}
     check_inputs_outside_outputs(out, inputs)
     args.prepare(args)  # validates everything the job reads; creates nothing
+    if not is_chief():
+        return _run_as_worker(args, run_tracked)
     check_output_writable(out)
     with output_dir_lock(out):
         args.cleared_outputs = clear_previous_outputs(out)
@@ -152,6 +164,17 @@ def run_job(args, run_tracked) -> int:
                 return handler(arguments)
 
         args.handler = guarded
+        return run_tracked(args)
+
+
+def _run_as_worker(args, run_tracked) -> int:
+    """A non-chief worker of a TF_CONFIG cluster runs the same job as the chief (every worker must run the same
+    collectives: variable creation, training, saving), but into a private --out deleted at the end, without the
+    output folder's lock and without MLflow: only the chief publishes a result and clears an earlier attempt."""
+    from edgeopt.components._shared.distribution import worker_output_dir
+
+    with worker_output_dir(args.out) as private:
+        args.out, args.no_tracking, args.cleared_outputs = str(private), True, []
         return run_tracked(args)
 
 

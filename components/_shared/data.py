@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.data_spec import DataSpec, dataset_from_spec
+from edgeopt.components._shared.distribution import distribute_options
 from edgeopt.components._shared.errors import ConfigError, DataError
 from edgeopt.components._shared.keras_bootstrap import tf
 from edgeopt.components._shared.streaming import (
@@ -211,11 +212,7 @@ class TrainingData:
         if cache_file is not None:
             examples = examples.cache(cache_file)
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        options = tf.data.Options()
-        # Under MultiWorkerMirroredStrategy every worker reads the same files and keeps its share of each batch
-        # (DATA sharding): a split with fewer files than workers still trains, and the data order stays seeded.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+        return distribute_options(examples.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def _limited(batches, limit: int):

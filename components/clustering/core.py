@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import tfmot
 from edgeopt.components._shared.model_io import save_step_model
@@ -19,6 +20,7 @@ class ClusteringResult:
     max_unique_values: int
     layer_unique_values: dict[str, int] = field(default_factory=dict)
     skipped_layers: dict[str, str] = field(default_factory=dict)
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,9 +100,10 @@ def cluster_weights(
             **extra,
         )
 
-    wrapped, clustered_names = wrap_and_fine_tune(
-        model_path, config, data, wrap=wrap, verb="cluster", allow_unsafe=allow_unsafe, verbose=verbose
-    )
+    with training_scope(config) as distribution:
+        wrapped, clustered_names = wrap_and_fine_tune(
+            model_path, config, data, wrap=wrap, verb="cluster", allow_unsafe=allow_unsafe, verbose=verbose
+        )
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     counts = {
         layer.name: unique_values_per_group(kernel_of(layer), config.per_channel)
@@ -115,6 +118,6 @@ def cluster_weights(
             f"kernels hold more than {allowed} distinct values after clustering: {too_many}; "
             "this is a tfmot bug or an unsupported layer, add the layer to skip_layers"
         )
-    result = ClusteringResult(str(output_dir), max(counts.values()), counts, skipped)
+    result = ClusteringResult(str(output_dir), max(counts.values()), counts, skipped, distribution.to_dict())
     save_step_model(stripped, output_dir, technique="cluster", config=config, result=result.to_dict())
     return result

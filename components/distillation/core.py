@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 
 from edgeopt.components._shared.data import TrainingData, load_module
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError, DataError, UnsupportedModelError
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
@@ -32,6 +33,7 @@ class DistillationResult:
     final_loss: float
     #: Layer name -> (teacher width, student width), for students built by width scaling.
     scaled_layers: dict[str, list[int]] = field(default_factory=dict)
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +77,7 @@ class Distiller(keras.Model):
     they are.
     """
 
-    def __init__(self, student, teacher, *, alpha: float, temperature: float, cached: bool, regression: bool):
+    def __init__(self, student, teacher, *, alpha: float, temperature: float, cached: bool, regression: bool = False):
         super().__init__()
         self.student, self.teacher = student, teacher
         self.teacher.trainable = False
@@ -114,8 +116,11 @@ class Distiller(keras.Model):
                 )
             if self.student.losses:
                 loss += tf.add_n(self.student.losses)
+            # apply_gradients sums the replicas' gradients: scale each replica's mean loss to its share (as Keras
+            # does for a compiled loss), so N replicas take the step one device would.
+            replica_loss = loss / tf.distribute.get_replica_context().num_replicas_in_sync
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.optimizer.apply_gradients(zip(tape.gradient(replica_loss, variables), variables, strict=True))
         self.loss_tracker.update_state(loss)
         if self.regression:
             self.accuracy_tracker.update_state(tf.reshape(labels, tf.shape(student_logits)), student_logits)
@@ -224,35 +229,36 @@ def distill(
       >>> round(distill("model/", DistillationConfig(width_multiplier=0.5), "student/", data=data).param_ratio, 2)
       0.25
     """
-    teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    set_seeds(config.seed)
-    student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
-    regression = _distilled_task(data)
-    cached = config.teacher_outputs == TeacherOutputs.CACHED
-    distiller = Distiller(
-        student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached, regression=regression
-    )
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    narrow = model_inputs(teacher)
-
-    def with_teacher_outputs(inputs, labels):
-        inputs, _ = narrow(inputs, labels)
-        return inputs, (labels, distiller.teacher_outputs(inputs))
-
-    with tempfile.TemporaryDirectory(prefix="edgeopt-distill-") as cache_dir:
-        dataset = data.training_dataset(
-            config.batch_size,
-            seed=config.seed,
-            shuffle_buffer=config.shuffle_buffer,
-            annotate=with_teacher_outputs if cached else None,
-            cache_file=os.path.join(cache_dir, "teacher") if cached else None,
+    with training_scope(config) as distribution:
+        teacher = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+        set_seeds(config.seed)
+        student, widths = build_student(teacher, config, module_file=module_file, allow_unsafe=allow_unsafe)
+        regression = _distilled_task(data)
+        cached = config.teacher_outputs == TeacherOutputs.CACHED
+        distiller = Distiller(
+            student, teacher, alpha=config.alpha, temperature=config.temperature, cached=cached, regression=regression
         )
-        history = distiller.fit(
-            dataset if cached else dataset.map(narrow),
-            epochs=config.epochs,
-            steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
-            verbose=verbose,
-        )
+        distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        narrow = model_inputs(teacher)
+
+        def with_teacher_outputs(inputs, labels):
+            inputs, _ = narrow(inputs, labels)
+            return inputs, (labels, distiller.teacher_outputs(inputs))
+
+        with tempfile.TemporaryDirectory(prefix="edgeopt-distill-") as cache_dir:
+            dataset = data.training_dataset(
+                config.batch_size,
+                seed=config.seed,
+                shuffle_buffer=config.shuffle_buffer,
+                annotate=with_teacher_outputs if cached else None,
+                cache_file=os.path.join(cache_dir, "teacher") if cached else None,
+            )
+            history = distiller.fit(
+                dataset if cached else dataset.map(narrow),
+                epochs=config.epochs,
+                steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
+                verbose=verbose,
+            )
     result = DistillationResult(
         model_dir=str(output_dir),
         student_source=config.student.value,
@@ -262,6 +268,7 @@ def distill(
         train_accuracy=None if regression else float(history.history["accuracy"][-1]),
         final_loss=float(history.history["loss"][-1]),
         scaled_layers=widths,
+        distribution=distribution.to_dict(),
     )
     logger.info("distilled into %d parameters (%.1f%% of the teacher)", result.student_params, 100 * result.param_ratio)
     save_step_model(student, output_dir, technique="distill", config=config, result=result.to_dict())

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
@@ -51,6 +52,7 @@ class FactorizationResult:
     #: Layer name -> why it was left whole.
     skipped: dict[str, str] = field(default_factory=dict)
     train_accuracy: float | None = None
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,27 +185,29 @@ def factorize(
             "lower rank_fraction or energy, include 1x1 convolutions (conv1x1: true) or the head (skip_head: false), "
             "or use another technique"
         )
-    set_seeds(config.seed)
-    factorized = factorize_model(model, plan)
-    inputs, _ = data.take(data.train_split, CHECK_EXAMPLES)
-    difference = max_output_difference(model, factorized, inputs)
-    logger.info("factorized %d layer(s); largest output difference before fine-tuning %.3g", len(plan), difference)
-    if config.max_output_diff is not None and difference > config.max_output_diff:
-        raise OptimizationNotAchievedError(
-            f"the factorized model's outputs differ from the original's by up to {difference:.4g}, above "
-            f"max_output_diff {config.max_output_diff}; raise rank_fraction or energy, or max_output_diff"
-        )
-    train_accuracy = None
-    if config.epochs:
-        fine_tune(
-            factorized,
-            data,
-            config,
-            from_logits=not outputs_probabilities(model),
-            verbose=verbose,
-            compiled_loss=saved_loss(model_path),
-        )
-        train_accuracy = float(factorized.history.history["accuracy"][-1])
+    # The original model only lends its weights; the factorized one is built, compiled and fitted in the scope.
+    with training_scope(config) as distribution:
+        set_seeds(config.seed)
+        factorized = factorize_model(model, plan)
+        inputs, _ = data.take(data.train_split, CHECK_EXAMPLES)
+        difference = max_output_difference(model, factorized, inputs)
+        logger.info("factorized %d layer(s); largest output difference before fine-tuning %.3g", len(plan), difference)
+        if config.max_output_diff is not None and difference > config.max_output_diff:
+            raise OptimizationNotAchievedError(
+                f"the factorized model's outputs differ from the original's by up to {difference:.4g}, above "
+                f"max_output_diff {config.max_output_diff}; raise rank_fraction or energy, or max_output_diff"
+            )
+        train_accuracy = None
+        if config.epochs:
+            fine_tune(
+                factorized,
+                data,
+                config,
+                from_logits=not outputs_probabilities(model),
+                verbose=verbose,
+                compiled_loss=saved_loss(model_path),
+            )
+            train_accuracy = float(factorized.history.history["accuracy"][-1])
     result = FactorizationResult(
         model_dir=str(output_dir),
         params_before=int(model.count_params()),
@@ -212,6 +216,7 @@ def factorize(
         layers=[asdict(entry) for entry in plan],
         skipped=skipped,
         train_accuracy=train_accuracy,
+        distribution=distribution.to_dict(),
     )
     save_step_model(factorized, output_dir, technique="factorize", config=config, result=result.to_dict())
     return result

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError, OptimizationNotAchievedError
 from edgeopt.components._shared.keras_bootstrap import keras, tfmot
 from edgeopt.components._shared.model_io import save_step_model
@@ -29,6 +30,7 @@ class PruningResult:
     achieved_sparsity: float
     layer_sparsity: dict[str, float] = field(default_factory=dict)
     schedule: PruningSchedulePlan | None = None
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,22 +104,23 @@ def prune(
     wrapper_args = {"pruning_schedule": _schedule(config, plan)}
     if config.structure == SparsityStructure.TWO_OF_FOUR:
         wrapper_args["sparsity_m_by_n"] = (2, 4)
-    wrapped, pruned_names = wrap_and_fine_tune(
-        model_path,
-        config,
-        data,
-        wrap=lambda layer, model: tfmot.sparsity.keras.prune_low_magnitude(
-            layer, **wrapper_args, **_block_args(config, layer, model)
-        ),
-        verb="prune",
-        allow_unsafe=allow_unsafe,
-        verbose=verbose,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-    )
+    with training_scope(config) as distribution:
+        wrapped, pruned_names = wrap_and_fine_tune(
+            model_path,
+            config,
+            data,
+            wrap=lambda layer, model: tfmot.sparsity.keras.prune_low_magnitude(
+                layer, **wrapper_args, **_block_args(config, layer, model)
+            ),
+            verb="prune",
+            allow_unsafe=allow_unsafe,
+            verbose=verbose,
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     achieved, per_layer = kernel_sparsity(stripped, set(pruned_names))
     _check_sparsity(config, achieved, plan)
-    result = PruningResult(str(output_dir), achieved, per_layer, plan)
+    result = PruningResult(str(output_dir), achieved, per_layer, plan, distribution.to_dict())
     save_step_model(stripped, output_dir, technique="prune", config=config, result=result.to_dict())
     return result
 

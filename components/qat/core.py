@@ -1,9 +1,10 @@
 """Quantization-aware training with tfmot: whole model or selected layers, plain or preserving sparsity/clusters."""
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from edgeopt.components._shared.data import TrainingData
+from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.keras_bootstrap import keras, tfmot
 from edgeopt.components._shared.model_io import load_keras_model, save_step_model
@@ -16,6 +17,7 @@ class QatResult:
     model_dir: str
     quantized_layers: list[str]
     train_accuracy: float
+    distribution: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,24 +101,25 @@ def quantization_aware_train(
       >>> quantization_aware_train("model/", QatConfig(epochs=2), "qat/", data=data)
     """
     set_seeds(config.seed)
-    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
-    from_logits = not outputs_probabilities(model)
-    annotated = _annotate(model, config)
-    with tfmot.quantization.keras.quantize_scope():
-        scheme = _scheme(config.scheme)
-        scheme_args = {} if scheme is None else {"scheme": scheme}
-        quantized = tfmot.quantization.keras.quantize_apply(annotated, **scheme_args)
-    history = fine_tune(
-        quantized,
-        data,
-        config,
-        from_logits=from_logits,
-        verbose=verbose,
-        compiled_loss=saved_loss(model_path),
-    ).history.history
+    with training_scope(config) as distribution:
+        model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+        from_logits = not outputs_probabilities(model)
+        annotated = _annotate(model, config)
+        with tfmot.quantization.keras.quantize_scope():
+            scheme = _scheme(config.scheme)
+            scheme_args = {} if scheme is None else {"scheme": scheme}
+            quantized = tfmot.quantization.keras.quantize_apply(annotated, **scheme_args)
+        history = fine_tune(
+            quantized,
+            data,
+            config,
+            from_logits=from_logits,
+            verbose=verbose,
+            compiled_loss=saved_loss(model_path),
+        ).history.history
     quantized_layers = [
         layer.layer.name for layer in quantized.layers if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper)
     ]
-    result = QatResult(str(output_dir), quantized_layers, float(history["accuracy"][-1]))
+    result = QatResult(str(output_dir), quantized_layers, float(history["accuracy"][-1]), distribution.to_dict())
     save_step_model(quantized, output_dir, technique="qat", config=config, result=result.to_dict())
     return result
