@@ -80,6 +80,15 @@ class PipelineConfig(StrictConfig):
         ),
     )
     enable_cache: bool = pydantic.Field(True, description="Reuse results of steps whose inputs did not change.")
+    beam_pipeline_args: list[str] | None = pydantic.Field(
+        None,
+        description=(
+            "Beam options of the calibration sampler (KFP) or of every Beam step (TFX), e.g. "
+            "['--runner=DataflowRunner', '--project=P', '--region=R', '--temp_location=gs://B/tmp', "
+            "'--sdk_container_image=IMAGE']; checked by the sampler's rule (components/calibration/README.md, "
+            "'Runners'). Unset: Beam's in-process runner."
+        ),
+    )
     verbose_logs: bool = pydantic.Field(
         False, description="KFP: log each step's full executor input (~140 lines of JSON) instead of one line."
     )
@@ -100,6 +109,15 @@ class PipelineConfig(StrictConfig):
                 f"'{image}' is not an image reference; use REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>"
             )
         return image
+
+    @pydantic.field_validator("beam_pipeline_args")
+    @classmethod
+    def _beam_options(cls, beam_pipeline_args):
+        if beam_pipeline_args is not None:
+            from edgeopt.components.calibration.beam_options import sampler_options
+
+            sampler_options(beam_pipeline_args)
+        return beam_pipeline_args
 
     def resolved_image(self) -> str:
         """The config's image, else EDGEOPT_KFP_IMAGE, else edgeopt:VERSION (the same default the components name)."""

@@ -176,7 +176,8 @@ def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
 
         examples = deploy(read_examples(source=source)).outputs["examples"]
         model = deploy(train_model(examples=examples, module_file=module_file, epochs=trainer_epochs)).outputs["model"]
-        calibration = deploy(sample_calibration_data(examples=examples, config=calibration_config)).outputs[
+        beam = {"beam_pipeline_args": config.beam_pipeline_args} if config.beam_pipeline_args else {}
+        calibration = deploy(sample_calibration_data(examples=examples, config=calibration_config, **beam)).outputs[
             "calibration"
         ]
         baseline = deploy(export_tflite(model=model, examples=examples, module_file=module_file)).outputs[

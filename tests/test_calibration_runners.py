@@ -3,6 +3,7 @@
 distributed run's staging under --temp_location is collected and removed."""
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -25,7 +26,7 @@ from apache_beam.runners.portability.portable_runner import PortableRunner
 
 from edgeopt.components._shared.errors import ConfigError, DataError
 from edgeopt.components._shared.keras_bootstrap import tf
-from edgeopt.components.calibration import core
+from edgeopt.components.calibration import beam_options, core
 from edgeopt.components.calibration.beam_options import sampler_options
 from edgeopt.components.calibration.config import CalibrationConfig
 from edgeopt.components.calibration.core import build_sampler_pipeline, sample_calibration_data
@@ -266,14 +267,26 @@ def test_a_float_label_is_refused_rather_than_one_class_per_value(tmp_path):
     assert sample_calibration_data(source, CalibrationConfig(size=5), tmp_path / "plain").count == 5
 
 
-def test_a_distributed_run_stages_under_temp_location_and_collects(digits_examples, tmp_path, monkeypatch):
-    """As on Dataflow or Flink, but with Beam's in-process runner over a filesystem with a scheme: the input is
-    listed and read by URI, a worker writes the sample under --temp_location, this process copies it into the
-    output folder and removes the staging; the bytes equal a local run's."""
+@pytest.fixture
+def pretend_distributed(monkeypatch):
+    """Beam's in-process runner given a --temp_location, treated as a distributed one: what a Dataflow or Flink run
+    does around its workers (URIs in, staging under --temp_location, collection) runs here for real; only the workers
+    stay in-process."""
+    real = beam_options.sampler_options
+
+    def distributed(args):
+        settings = real(args)
+        return dataclasses.replace(settings, distributed=True) if settings.temp_location else settings
+
+    for module in (beam_options, core):
+        monkeypatch.setattr(module, "sampler_options", distributed)
+
+
+def test_a_distributed_run_stages_under_temp_location_and_collects(digits_examples, tmp_path, pretend_distributed):
+    """The input is listed and read by URI, a worker writes the sample under --temp_location, this process copies
+    it into the output folder and removes the staging; the bytes equal a local run's."""
     config = CalibrationConfig(size=60, seed=3, label_key="label")
     local = sample_calibration_data(digits_examples, config, tmp_path / "local")
-    real = core.sampler_options
-    monkeypatch.setattr(core, "sampler_options", lambda args: dataclasses.replace(real(args), distributed=True))
     (tmp_path / "temp").mkdir()
     args = ["--runner=FnApiRunner", f"--temp_location={uri(tmp_path / 'temp')}"]
     remote = sample_calibration_data(uri(digits_examples), config, tmp_path / "remote", beam_pipeline_args=args)
@@ -283,3 +296,79 @@ def test_a_distributed_run_stages_under_temp_location_and_collects(digits_exampl
     ).read_bytes()
     assert remote.manifest["source_fingerprint"] == local.manifest["source_fingerprint"]
     assert list((tmp_path / "temp").iterdir()) == []  # the staging folder under temp_location is gone
+
+
+def test_kfp_face_hands_distributed_workers_the_artifact_uri(digits_examples, tmp_path, pretend_distributed):
+    from kfp import dsl
+
+    from edgeopt.components.calibration.kfp_component import sample_calibration_data as kfp_sampler
+
+    class PodLocalCopy(dsl.Dataset):  # the launcher's download (or /gcs FUSE path): only this pod sees it
+        path = "/nonexistent/pod-local-copy"
+
+    (tmp_path / "temp").mkdir()
+    examples = PodLocalCopy(name="examples", uri=uri(digits_examples), metadata={})
+    calibration = dsl.Dataset(name="calibration", uri=str(tmp_path / "calibration"), metadata={})
+    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={})
+    kfp_sampler.python_func(
+        examples=examples,
+        calibration=calibration,
+        metrics=metrics,
+        config={"size": 32, "label_key": "label"},
+        beam_pipeline_args=["--runner=FnApiRunner", f"--temp_location={uri(tmp_path / 'temp')}"],
+    )
+    assert calibration.metadata["count"] == 32 and (tmp_path / "calibration" / "data.tfrecord.gz").exists()
+    local = sampler_options(["--runner=FnApiRunner"])
+    assert local.input_location("/gcs/b/examples", "gs://b/examples") == "/gcs/b/examples"  # the pod's own copy
+    flink = sampler_options(PORTABLE["FlinkRunner"] + HARNESS)
+    assert flink.input_location("/gcs/b/examples", "gs://b/examples") == "gs://b/examples"
+
+
+def test_tfx_face_on_a_distributed_runner_copies_no_input(digits_examples, tmp_path, pretend_distributed, monkeypatch):
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import standard_artifacts
+
+    from edgeopt.components._shared import remote_files
+    from edgeopt.components._shared import tfx_component as face
+    from edgeopt.components.calibration import tfx_component
+
+    monkeypatch.setattr(tfx_component, "sampler_options", beam_options.sampler_options)
+    copied = []
+    real_copy = remote_files.copy_tree
+    monkeypatch.setattr(
+        remote_files, "copy_tree", lambda source, target: copied.append(source) or real_copy(source, target)
+    )
+    (tmp_path / "temp").mkdir()
+    examples, calibration = standard_artifacts.Examples(), face.CalibrationData()
+    examples.uri = uri(digits_examples)
+    calibration.uri = f"ram://calibration-{os.getpid()}-{tmp_path.name}"
+    tf.io.gfile.makedirs(calibration.uri)
+    args = ["--runner=FnApiRunner", f"--temp_location={uri(tmp_path / 'temp')}", f"--sdk_container_image={IMAGE}"]
+    executor = tfx_component.CalibrationSamplerExecutor(BaseBeamExecutor.Context(beam_pipeline_args=args))
+    executor.Do(
+        {face.EXAMPLES_KEY: [examples]},
+        {face.CALIBRATION_KEY: [calibration]},
+        {face.CONFIG_KEY: json.dumps({"size": 16, "label_key": "label"}), face.COMPONENT_VERSION_KEY: "test"},
+    )
+    assert calibration.get_int_custom_property("count") == 16
+    assert tf.io.gfile.exists(f"{calibration.uri}/data.tfrecord.gz")
+    assert all(not source.startswith(SCHEME) for source in copied) and copied  # the output uploaded, no input copied
+
+
+def test_pipeline_config_checks_beam_options_and_hands_them_to_both_pipelines(tmp_path):
+    import yaml
+
+    from edgeopt.pipelines.config import PipelineConfig
+    from edgeopt.pipelines.kfp_pipeline import compile_pipeline
+    from edgeopt.pipelines.tfx_pipeline import create_pipeline
+
+    with pytest.raises(ConfigError, match=r"beam_pipeline_args.*--flink_mastr \(did you mean --flink_master\?\)"):
+        PipelineConfig(beam_pipeline_args=["--runner=FlinkRunner", "--flink_mastr=h:8081"])
+    args = PORTABLE["FlinkRunner"] + HARNESS
+    config = PipelineConfig(beam_pipeline_args=args)
+    spec = yaml.safe_load(compile_pipeline(config, tmp_path / "kfp.yaml").read_text())
+    sampler = spec["root"]["dag"]["tasks"]["sample-calibration-data"]["inputs"]["parameters"]
+    assert sampler["beam_pipeline_args"]["runtimeValue"]["constant"] == args
+    roots = {name: str(tmp_path / name) for name in ("data_root", "pipeline_root", "serving_root")}
+    assert create_pipeline(config, **roots).beam_pipeline_args == args
+    assert create_pipeline(PipelineConfig(), **roots).beam_pipeline_args == ["--runner=FnApiRunner"]

@@ -42,6 +42,11 @@ class SamplerOptions:
     needs_uris: bool
     temp_location: str | None
 
+    def input_location(self, local_path: str, uri: str) -> str:
+        """Where the sampler reads an artifact: its URI when the workers run elsewhere, else its local path (a KFP
+        launcher's download or FUSE mount, which only this pod sees)."""
+        return uri if self.distributed and has_scheme(uri) else local_path
+
 
 def sampler_options(beam_pipeline_args: list[str] | None = None) -> SamplerOptions:
     """Parses and checks `beam_pipeline_args` for the calibration sampler.
