@@ -372,3 +372,20 @@ def test_pipeline_config_checks_beam_options_and_hands_them_to_both_pipelines(tm
     roots = {name: str(tmp_path / name) for name in ("data_root", "pipeline_root", "serving_root")}
     assert create_pipeline(config, **roots).beam_pipeline_args == args
     assert create_pipeline(PipelineConfig(), **roots).beam_pipeline_args == ["--runner=FnApiRunner"]
+
+
+def test_the_worker_image_carries_the_locked_beam_and_python():
+    """Beam refuses workers whose SDK differs from the launcher's: the beam-worker stage's boot program must come from
+    the Beam release and Python of requirements.lock, and the default target must stay the entrypoint-free image."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dockerfile, lock = (root / "Dockerfile").read_text(), (root / "requirements.lock").read_text()
+    beam = re.search(r"^apache-beam==(\S+)$", lock, re.M).group(1)
+    python = re.search(r"Python (\d+\.\d+)", lock.splitlines()[0]).group(1)
+    assert f"COPY --from=apache/beam_python{python}_sdk:{beam} /opt/apache/beam /opt/apache/beam" in dockerfile
+    stages = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    worker = next(stage for stage in stages if stage.startswith("edgeopt AS beam-worker"))
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in worker
+    assert stages[-1].strip() == "edgeopt"  # `docker build .` gives the KFP/TFX/TFJob image, no Beam entrypoint
