@@ -21,6 +21,11 @@ _IMAGE_REFERENCE = re.compile(
 )
 
 
+def is_image_reference(image: str) -> bool:
+    """REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>, as a container runtime pulls it."""
+    return bool(_IMAGE_REFERENCE.fullmatch(image))
+
+
 class PipelineConfig(StrictConfig):
     """A train -> sample calibration data -> optimize -> evaluate -> push pipeline on the digits data."""
 
@@ -104,7 +109,7 @@ class PipelineConfig(StrictConfig):
     @pydantic.field_validator("image")
     @classmethod
     def _image_reference(cls, image):
-        if image is not None and not _IMAGE_REFERENCE.fullmatch(image):
+        if image is not None and not is_image_reference(image):
             raise ValueError(
                 f"'{image}' is not an image reference; use REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>"
             )

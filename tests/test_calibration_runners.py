@@ -375,7 +375,7 @@ def test_pipeline_config_checks_beam_options_and_hands_them_to_both_pipelines(tm
 
 
 def test_the_worker_image_carries_the_locked_beam_and_python():
-    """Beam refuses workers whose SDK differs from the launcher's: the beam-worker stage's boot program must come from
+    """Workers whose Beam SDK differs from the launcher's fail: the beam-worker stage's boot program must come from
     the Beam release and Python of requirements.lock, and the default target must stay the entrypoint-free image."""
     import re
     from pathlib import Path
