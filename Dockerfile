@@ -4,7 +4,7 @@
 #   docker push REGISTRY/edgeopt:VERSION
 # then `edgeopt pipeline compile --engine kfp|tfx --image REGISTRY/edgeopt:VERSION ...` (or the config's `image:`).
 # Python 3.13 on Debian 13 (glibc 2.41): the interpreter and glibc that requirements.lock was resolved for.
-FROM python:3.13-slim-trixie
+FROM python:3.13-slim-trixie AS edgeopt
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
@@ -22,3 +22,15 @@ RUN pip install --no-cache-dir --no-deps /app \
 
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2
+
+# The same image as the Beam SDK harness of the calibration sampler's workers (Dataflow: --sdk_container_image;
+# Flink/Spark: --environment_type=DOCKER --environment_config=IMAGE), see components/calibration/README.md:
+#   docker build --target beam-worker -t REGISTRY/edgeopt:VERSION-beam .
+# Beam starts its workers through the boot program as the entrypoint; its version and Python must match
+# apache-beam in requirements.lock (a test checks).
+FROM edgeopt AS beam-worker
+COPY --from=apache/beam_python3.13_sdk:2.77.0 /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]
+
+# The default target: the KFP / TFX / TFJob image (commands given by the orchestrator, no entrypoint).
+FROM edgeopt

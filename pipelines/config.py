@@ -21,6 +21,11 @@ _IMAGE_REFERENCE = re.compile(
 )
 
 
+def is_image_reference(image: str) -> bool:
+    """REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>, as a container runtime pulls it."""
+    return bool(_IMAGE_REFERENCE.fullmatch(image))
+
+
 class PipelineConfig(StrictConfig):
     """A train -> sample calibration data -> optimize -> evaluate -> push pipeline on the digits data."""
 
@@ -80,6 +85,15 @@ class PipelineConfig(StrictConfig):
         ),
     )
     enable_cache: bool = pydantic.Field(True, description="Reuse results of steps whose inputs did not change.")
+    beam_pipeline_args: list[str] | None = pydantic.Field(
+        None,
+        description=(
+            "Beam options of the calibration sampler (KFP) or of every Beam step (TFX), e.g. "
+            "['--runner=DataflowRunner', '--project=P', '--region=R', '--temp_location=gs://B/tmp', "
+            "'--sdk_container_image=IMAGE']; checked by the sampler's rule (components/calibration/README.md, "
+            "'Runners'). Unset: Beam's in-process runner."
+        ),
+    )
     verbose_logs: bool = pydantic.Field(
         False, description="KFP: log each step's full executor input (~140 lines of JSON) instead of one line."
     )
@@ -95,11 +109,20 @@ class PipelineConfig(StrictConfig):
     @pydantic.field_validator("image")
     @classmethod
     def _image_reference(cls, image):
-        if image is not None and not _IMAGE_REFERENCE.fullmatch(image):
+        if image is not None and not is_image_reference(image):
             raise ValueError(
                 f"'{image}' is not an image reference; use REGISTRY/NAME[:TAG] or REGISTRY/NAME@sha256:<64 hex digits>"
             )
         return image
+
+    @pydantic.field_validator("beam_pipeline_args")
+    @classmethod
+    def _beam_options(cls, beam_pipeline_args):
+        if beam_pipeline_args is not None:
+            from edgeopt.components.calibration.beam_options import sampler_options
+
+            sampler_options(beam_pipeline_args)
+        return beam_pipeline_args
 
     def resolved_image(self) -> str:
         """The config's image, else EDGEOPT_KFP_IMAGE, else edgeopt:VERSION (the same default the components name)."""

@@ -23,6 +23,7 @@ from edgeopt.components.export.kfp_component import export_tflite
 from edgeopt.components.recipes.kfp_component import optimize_recipe
 from edgeopt.pipelines.config import PipelineConfig
 from edgeopt.pipelines.deployment import step_kind
+from edgeopt.pipelines.tfjob_component import launch_tfjob
 
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 
@@ -176,7 +177,8 @@ def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
 
         examples = deploy(read_examples(source=source)).outputs["examples"]
         model = deploy(train_model(examples=examples, module_file=module_file, epochs=trainer_epochs)).outputs["model"]
-        calibration = deploy(sample_calibration_data(examples=examples, config=calibration_config)).outputs[
+        beam = {"beam_pipeline_args": config.beam_pipeline_args} if config.beam_pipeline_args else {}
+        calibration = deploy(sample_calibration_data(examples=examples, config=calibration_config, **beam)).outputs[
             "calibration"
         ]
         baseline = deploy(export_tflite(model=model, examples=examples, module_file=module_file)).outputs[
@@ -259,6 +261,7 @@ def reusable_components() -> dict:
     components = [
         sample_calibration_data, *techniques,
         optimize_recipe, evaluate_and_gate, read_examples, train_model, fetch_champion, select_winner, log_to_mlflow,
+        launch_tfjob,
     ]  # fmt: skip
     return {component.name: component for component in components}
 

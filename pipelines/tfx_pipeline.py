@@ -51,7 +51,8 @@ def create_pipeline(
       metadata_path: SQLite MLMD file (LocalDagRunner); None when compiling for Kubeflow.
       config_dir: folder relative recipe paths in the config are resolved against.
       module_file: the Trainer module's import name; its run_fn trains, its input_fn feeds the fine-tuning steps.
-      beam_pipeline_args: for the Beam-based steps (default BEAM_PIPELINE_ARGS, Beam's in-process FnApiRunner).
+      beam_pipeline_args: for the Beam-based steps (default: the config's `beam_pipeline_args`, else
+        BEAM_PIPELINE_ARGS, Beam's in-process FnApiRunner).
       tracking: where MlflowReporter logs the run and registers the challenger (None: no MLflow step).
     """
     recipes = config.load_recipes(config_dir)
@@ -119,7 +120,9 @@ def create_pipeline(
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path) if metadata_path else None
         ),
-        beam_pipeline_args=BEAM_PIPELINE_ARGS if beam_pipeline_args is None else beam_pipeline_args,
+        beam_pipeline_args=(
+            beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args or BEAM_PIPELINE_ARGS
+        ),
     )
 
 

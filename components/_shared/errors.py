@@ -42,6 +42,11 @@ class TrainingDivergedError(EdgeoptError):
     """Fine-tuning produced a non-finite loss (NaN or Inf): the data, the learning rate or the model diverged."""
 
 
+class DistributedJobError(EdgeoptError):
+    """A distributed training job (a Kubeflow TFJob) failed, or did not finish in time; the message names the job,
+    its last condition and how to read its replicas' logs."""
+
+
 class OutputError(EdgeoptError):
     """The output folder cannot be used: not writable, disk full, or held by another job."""
 

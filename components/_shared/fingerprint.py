@@ -4,18 +4,24 @@ carries a content digest of what it sampled."""
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
 def files_fingerprint(files: list[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
     """sha256 of `name<TAB>size` lines in name order, names relative to `root` (default: each file's name)."""
     root_path = Path(root) if root is not None else None
-    lines = []
+    entries = []
     for file in map(Path, files):
         name = file.relative_to(root_path).as_posix() if root_path is not None else file.name
-        lines.append(f"{name}\t{file.stat().st_size}\n")
+        entries.append((name, file.stat().st_size))
+    return sizes_fingerprint(entries)
+
+
+def sizes_fingerprint(entries: Iterable[tuple[str, int]]) -> str:
+    """The fingerprint of (relative name, size in bytes) pairs, for files listed elsewhere (gs://, s3:// via Beam)."""
     digest = hashlib.sha256()
-    for line in sorted(lines):
+    for line in sorted(f"{name}\t{size}\n" for name, size in entries):
         digest.update(line.encode())
     return digest.hexdigest()
 

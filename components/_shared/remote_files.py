@@ -53,14 +53,16 @@ class StagedArtifacts:
 
 
 @contextlib.contextmanager
-def local_artifacts(input_dict: dict, output_dict: dict):
+def local_artifacts(input_dict: dict, output_dict: dict, *, stage_inputs: bool = True):
     """For the block, remote input artifacts point at local copies and remote outputs at local folders; on success
     the outputs are uploaded to their URIs. Every URI is restored afterwards; local artifacts are left alone.
+    `stage_inputs=False` leaves the inputs at their URIs (for a Beam job whose workers read them there).
 
     Yields a StagedArtifacts whose `original(path)` turns a local path back into the remote URI.
     """
     staged = StagedArtifacts()
     inputs = [artifact for items in input_dict.values() for artifact in items if is_remote(artifact.uri)]
+    inputs = inputs if stage_inputs else []
     outputs = [artifact for items in output_dict.values() for artifact in items if is_remote(artifact.uri)]
     if not inputs and not outputs:
         yield staged

@@ -7,24 +7,33 @@ output on any runner and at any parallelism (Beam's `Sample.FixedSizeGlobally` h
 """
 
 import csv
-import glob
 import hashlib
 import io
 import json
+import logging
 import math
 import os
+import shutil
+import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from edgeopt.components._shared.atomic import atomic_output_dir
-from edgeopt.components._shared.csv_examples import column_kinds, example_from_row
-from edgeopt.components._shared.errors import DataError
-from edgeopt.components._shared.fingerprint import files_fingerprint
+from edgeopt.components._shared.csv_examples import example_from_row
+from edgeopt.components._shared.errors import ConfigError, DataError
 from edgeopt.components._shared.streaming import first_examples
+from edgeopt.components.calibration.beam_options import README, has_scheme, sampler_options
 from edgeopt.components.calibration.config import CalibrationConfig, Stratification
+from edgeopt.components.calibration.sources import csv_column_kinds, csv_header, source_files, source_fingerprint
+from edgeopt.components.calibration.stats import FeatureStats, summarize
+
+logger = logging.getLogger(__name__)
+__all__ = ["source_files", "source_fingerprint"]  # listed here since the sampler's callers import them from core
 
 DATA_FILE = "data.tfrecord.gz"
 MANIFEST_FILE = "manifest.json"
@@ -48,52 +57,6 @@ class CalibrationResult:
 
 def _fail(message: str):
     raise ValueError(f"{ERROR_MARKER}{message}{ERROR_END}")
-
-
-def source_files(examples: str | os.PathLike, splits: list[str]) -> tuple[str, list[str]]:
-    """('tfrecord' | 'csv', files): the Split-NAME/ files of a TFX Examples folder, or CSV files (a file, a folder
-    of .csv, or a glob)."""
-    examples = str(examples)
-    path = Path(examples)
-    if path.is_dir() and any(path.glob("Split-*")):
-        files = []
-        for split in splits:
-            folder = path / f"Split-{split}"
-            if not folder.is_dir():
-                found = sorted(p.name for p in path.glob("Split-*"))
-                raise DataError(f"{examples} has no Split-{split}/ folder (found {found}); set splits to existing ones")
-            files += sorted(str(p) for p in folder.iterdir() if p.is_file())
-        if not files:
-            raise DataError(f"the source is empty: no files in {examples}/Split-{{{','.join(splits)}}}/")
-        for name in files:
-            _check_gzip(name)
-        return "tfrecord", files
-    if path.is_file():
-        csv_files = [str(examples)]
-    elif path.is_dir():
-        csv_files = sorted(str(p) for p in path.glob("*.csv"))
-    else:  # a glob, relative or absolute (pathlib's glob takes relative patterns only)
-        csv_files = sorted(glob.glob(str(examples)))
-    if not csv_files:
-        raise DataError(f"the source is empty: {examples} is neither a TFX Examples folder (Split-NAME/) nor CSV files")
-    return "csv", csv_files
-
-
-def _check_gzip(name: str):
-    """Beam's reader reports a broken gzip stream without the file's name; check each file's header first."""
-    if not name.endswith(".gz"):
-        return
-    with open(name, "rb") as handle:
-        header = handle.read(2)
-    if header and header != b"\x1f\x8b":
-        raise DataError(f"{name} is not gzip-compressed; Examples files must be gzipped tf.Example TFRecords")
-
-
-def source_fingerprint(files: list[str]) -> str:
-    """The sampled files' fingerprint (fingerprint.py), names relative to the Examples folder (the common folder
-    above each file's own), so a split's file reads `Split-train/data.gz` as in the job's dataset fingerprint."""
-    root = os.path.commonpath([os.path.dirname(os.path.dirname(os.path.abspath(name))) for name in files])
-    return files_fingerprint([os.path.abspath(name) for name in files], root)
 
 
 def record_key(seed: int, record: bytes) -> int:
@@ -160,6 +123,11 @@ class _ParseRecord(beam.DoFn):
             if len(label_values) != 1:
                 _fail(f"label '{self.label_key}' in {filename} holds {len(label_values)} values, expected one")
             label = label_values[0] if not isinstance(label_values[0], bytes) else label_values[0].decode()
+            if isinstance(label, float):  # every distinct value would be a class holding up to `size` records
+                _fail(
+                    f"label '{self.label_key}' in {filename} is a float ({label}); stratify by an integer or string "
+                    "class feature, or unset label_key to sample without stratification"
+                )
         else:
             label = NO_LABEL
         values = {name: _values(feature) for name, feature in features.items()}
@@ -173,52 +141,6 @@ class _ParseRecord(beam.DoFn):
 def _values(feature) -> list:
     kind = feature.WhichOneof("kind")
     return list(getattr(feature, kind).value) if kind else []
-
-
-class FeatureStats(beam.CombineFn):
-    """Per feature: value count per record (its shape), and min, max, sum, count of numeric values."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, accumulator, values):
-        for name, vals in values.items():
-            entry = accumulator.setdefault(
-                name, {"lengths": set(), "min": math.inf, "max": -math.inf, "sum": 0.0, "n": 0}
-            )
-            entry["lengths"].add(len(vals))
-            numeric = [float(v) for v in vals if not isinstance(v, bytes)]
-            if numeric:
-                entry["min"] = min(entry["min"], min(numeric))
-                entry["max"] = max(entry["max"], max(numeric))
-                entry["sum"] += math.fsum(numeric)
-                entry["n"] += len(numeric)
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged = {}
-        for accumulator in accumulators:
-            for name, entry in accumulator.items():
-                target = merged.setdefault(
-                    name, {"lengths": set(), "min": math.inf, "max": -math.inf, "sum": 0.0, "n": 0}
-                )
-                target["lengths"] |= entry["lengths"]
-                target["min"] = min(target["min"], entry["min"])
-                target["max"] = max(target["max"], entry["max"])
-                target["sum"] += entry["sum"]
-                target["n"] += entry["n"]
-        return merged
-
-    def extract_output(self, accumulator):
-        return accumulator
-
-
-def summarize(stats: dict) -> dict:
-    return {
-        name: {"min": entry["min"], "max": entry["max"], "mean": entry["sum"] / entry["n"]}
-        for name, entry in sorted(stats.items())
-        if entry["n"]
-    }
 
 
 class _CsvToExample(beam.DoFn):
@@ -268,12 +190,14 @@ class _WriteSample(beam.DoFn):
         selected = []
         for label in sorted(quota, key=str):
             selected += [(label, key, record) for key, record in sorted(top_per_class[label])[: quota[label]]]
-        data_path = os.path.join(self.staging_dir, DATA_FILE)
-        with tf.io.TFRecordWriter(data_path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
-            for _, _, record in selected:
-                writer.write(record)
-        with tf.io.gfile.GFile(data_path, "rb") as handle:
-            data_sha256 = hashlib.sha256(handle.read()).hexdigest()
+        with tempfile.TemporaryDirectory(prefix="edgeopt-sample-") as work:  # the worker's own disk
+            local_path = os.path.join(work, DATA_FILE)
+            with tf.io.TFRecordWriter(local_path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+                for _, _, record in selected:
+                    writer.write(record)
+            data = Path(local_path).read_bytes()  # `size` records at most
+        data_sha256 = hashlib.sha256(data).hexdigest()
+        _write(FileSystems.join(self.staging_dir, DATA_FILE), data)
         sample_stats = FeatureStats()
         accumulator = sample_stats.create_accumulator()
         parser = _ParseRecord(None, 0)
@@ -300,43 +224,27 @@ class _WriteSample(beam.DoFn):
             "source_stats": summarize(source_stats),
             "config": config.to_dict(),
         }
-        with tf.io.gfile.GFile(os.path.join(self.staging_dir, MANIFEST_FILE), "w") as handle:
-            handle.write(json.dumps(manifest, indent=2, sort_keys=True))
+        _write(
+            FileSystems.join(self.staging_dir, MANIFEST_FILE), json.dumps(manifest, indent=2, sort_keys=True).encode()
+        )
         yield manifest
 
 
-def _csv_header(files: list[str]) -> list[str]:
-    headers = []
-    for name in files:
-        with open(name, newline="", encoding="utf-8") as handle:
-            headers.append(next(csv.reader(handle), []))
-    if not headers[0] or any(header != headers[0] for header in headers):
-        raise DataError(f"CSV files {files} must share one non-empty header row")
-    return headers[0]
-
-
-def _csv_column_kinds(files: list[str], header: list[str]) -> dict[str, str]:
-    """One streaming pass over the CSV files: each column's kind, so every row is typed as CsvExampleGen would."""
-
-    def rows():
-        for name in files:
-            with open(name, newline="", encoding="utf-8") as handle:
-                reader = csv.reader(handle)
-                next(reader, None)
-                yield from reader
-
-    return column_kinds(header, rows())
+def _write(path: str, data: bytes) -> None:
+    """Through Beam's filesystems, so a worker writes a local path, gs://, s3:// or hdfs:// alike (bytes as given)."""
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(data)
 
 
 def build_pipeline(pipeline, kind, files, config: CalibrationConfig, staging_dir: str, fingerprint: str):
     """The sampling graph; separate from running it so tests and other runners can reuse it."""
     if kind == "csv":
-        header = _csv_header(files)
+        header = csv_header(files)
         records = (
             pipeline
             | "ListFiles" >> beam.Create(files)
             | "ReadCsv" >> beam.io.ReadAllFromText(skip_header_lines=1, with_filename=True)
-            | "CsvToExample" >> beam.ParDo(_CsvToExample(header, _csv_column_kinds(files, header)))
+            | "CsvToExample" >> beam.ParDo(_CsvToExample(header, csv_column_kinds(files, header)))
         )
     else:
         records = (
@@ -365,6 +273,42 @@ def build_pipeline(pipeline, kind, files, config: CalibrationConfig, staging_dir
     )
 
 
+def build_sampler_pipeline(
+    examples: str | os.PathLike,
+    config: CalibrationConfig,
+    staging_dir: str,
+    *,
+    beam_pipeline_args: list[str] | None = None,
+) -> beam.Pipeline:
+    """The sampler as a Beam pipeline, built and not run: `.run()` it, or inspect it (`to_runner_api()`).
+
+    Args:
+      examples: as for `sample_calibration_data`; a URI (gs://, s3://, hdfs://) when the runner's workers cannot see
+        this machine's files.
+      config: the sample's settings.
+      staging_dir: where the pipeline's last step writes data.tfrecord.gz and manifest.json; on a distributed
+        runner, a folder under `--temp_location` that the workers reach.
+      beam_pipeline_args: Beam's options, checked by `sampler_options` (components/calibration/beam_options.py).
+
+    Raises:
+      ConfigError: bad Beam options, or local files for workers that cannot read them.
+      DataError: as for `sample_calibration_data`, for problems found while listing the input.
+    """
+    settings = sampler_options(beam_pipeline_args)
+    kind, files = source_files(examples, config.splits)
+    if settings.needs_uris:
+        local = [name for name in [*files, staging_dir] if not has_scheme(name)]
+        if local:
+            raise ConfigError(
+                f"{settings.runner}'s workers cannot read or write this machine's files ({local[0]}); keep the "
+                f"Examples on gs://, s3:// or hdfs:// and pass that URI (the TFX and KFP faces pass the artifact's "
+                f"URI on such runners; see {README})"
+            )
+    pipeline = beam.Pipeline(options=settings.options)
+    build_pipeline(pipeline, kind, files, config, str(staging_dir), source_fingerprint(files))
+    return pipeline
+
+
 def sample_calibration_data(
     examples: str | os.PathLike,
     config: CalibrationConfig,
@@ -375,38 +319,39 @@ def sample_calibration_data(
     """Samples the representative dataset for post-training quantization into `output_dir`.
 
     Args:
-      examples: a TFX Examples folder (`Split-NAME/*.gz`) or CSV (a file, a folder of .csv files, or a glob).
+      examples: a TFX Examples folder (`Split-NAME/*.gz`) or CSV (a file, a folder of .csv files, or a glob), local
+        or on a Beam filesystem (gs://, s3://, hdfs://).
       config: size, seed, label key and stratification.
-      output_dir: receives `data.tfrecord.gz` and `manifest.json`, published only when both are complete.
-      beam_pipeline_args: passed unchanged to Beam (default: DirectRunner), e.g.
-        ["--direct_num_workers=2", "--direct_running_mode=multi_processing"] or a Dataflow/Flink/Spark runner.
+      output_dir: a local (or mounted) folder; receives `data.tfrecord.gz` and `manifest.json`, published only when
+        both are complete.
+      beam_pipeline_args: Beam's options (default: DirectRunner), e.g. ["--direct_num_workers=2",
+        "--direct_running_mode=multi_processing"], or a Dataflow, Flink or Spark runner (README, "Runners"). On a
+        distributed runner a worker writes the sample under `--temp_location`, and this process copies it here.
 
     Raises:
-      DataError: empty source, missing label key, an unparseable record (naming its file), a feature whose shape
-        differs between records, or fewer valid examples than `size` without `take_all_if_smaller`.
+      ConfigError: Beam options the sampler cannot run with (named, with the fix), before anything runs.
+      DataError: empty source, missing label key, a float label, an unparseable record (naming its file), a feature
+        whose shape differs between records, or fewer valid examples than `size` without `take_all_if_smaller`.
 
     Example:
       >>> sample_calibration_data("Examples/", CalibrationConfig(size=300, label_key="label"), "calibration/").count
       300
     """
-    kind, files = source_files(examples, config.splits)
-    fingerprint = source_fingerprint(files)
+    settings = sampler_options(beam_pipeline_args)
     with atomic_output_dir(output_dir) as staging:
-        options = PipelineOptions(list(beam_pipeline_args or []))
+        remote = None
+        if settings.distributed:
+            remote = FileSystems.join(settings.temp_location, f"edgeopt-calibration-{uuid.uuid4().hex}")
         try:
-            with beam.Pipeline(options=options) as pipeline:
-                build_pipeline(pipeline, kind, files, config, str(staging), fingerprint)
-        except Exception as err:  # runners wrap worker errors in their own types
-            text = str(err)
-            if ERROR_MARKER in text:
-                message = text.split(ERROR_MARKER, 1)[1].split(ERROR_END, 1)[0]
-                raise DataError(message) from err
-            if any(marker in text for marker in TRUNCATED_MARKERS):
-                raise DataError(
-                    f"a record file under {examples} is truncated or not a TFRecord ({text.splitlines()[0][:200]}); "
-                    "rewrite the shard (rerun the ExampleGen) or remove it"
-                ) from err
-            raise
+            pipeline = build_sampler_pipeline(
+                examples, config, remote or str(staging), beam_pipeline_args=beam_pipeline_args
+            )
+            _run(pipeline, examples)
+            if remote:
+                _collect(remote, staging)
+        finally:
+            if remote:
+                _remove_quietly(remote)
         manifest = json.loads((staging / MANIFEST_FILE).read_text())
     output_dir = Path(output_dir)
     return CalibrationResult(
@@ -416,6 +361,44 @@ def sample_calibration_data(
         data_sha256=manifest["data_sha256"],
         manifest=manifest,
     )
+
+
+def _run(pipeline: beam.Pipeline, examples) -> None:
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as err:  # runners wrap worker errors in their own types
+        text = str(err)
+        if ERROR_MARKER in text:
+            message = text.split(ERROR_MARKER, 1)[1].split(ERROR_END, 1)[0]
+            raise DataError(message) from err
+        if any(marker in text for marker in TRUNCATED_MARKERS):
+            raise DataError(
+                f"a record file under {examples} is truncated or not a TFRecord ({text.splitlines()[0][:200]}); "
+                "rewrite the shard (rerun the ExampleGen) or remove it"
+            ) from err
+        raise
+
+
+def _collect(remote: str, staging: Path) -> None:
+    """Copies the two files a distributed run's worker wrote under --temp_location into the local staging folder."""
+    for name in (DATA_FILE, MANIFEST_FILE):
+        source = FileSystems.join(remote, name)
+        with FileSystems.open(source, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            with open(staging / name, "wb") as target:
+                shutil.copyfileobj(handle, target)
+    logger.info("collected the sample from %s", remote)
+
+
+def _remove_quietly(remote: str) -> None:
+    try:
+        written = [FileSystems.join(remote, name) for name in (DATA_FILE, MANIFEST_FILE)]
+        present = [path for path in written if FileSystems.exists(path)]
+        if present:
+            FileSystems.delete(present)
+        if FileSystems.exists(remote):  # a folder on local or HDFS paths; object stores (gs://, s3://) have none
+            FileSystems.delete([remote])
+    except Exception as err:  # a leftover staging folder under temp_location must not fail the sample
+        logger.warning("could not remove the sampler's staging folder %s: %s", remote, err)
 
 
 # What Beam's TFRecord and gzip readers say about a cut-off or foreign file (their errors carry no type of ours).

@@ -19,13 +19,16 @@ def sample_calibration_data(
     """Samples the representative dataset with Apache Beam (config: CalibrationConfig,
     components/calibration/README.md); the folder holds data.tfrecord.gz and manifest.json. Without
     `beam_pipeline_args`, Beam's in-process FnApiRunner runs it: the default DirectRunner first tries the Prism
-    runner, which downloads a binary at run time (no network in most clusters)."""
+    runner, which downloads a binary at run time (no network in most clusters). With a Dataflow, Flink or Spark
+    runner's options (README, "Runners") the workers read the Examples at the artifact's URI."""
+    from edgeopt.components.calibration.beam_options import sampler_options
     from edgeopt.components.calibration.config import CalibrationConfig
     from edgeopt.components.calibration.core import sample_calibration_data as run_sampler
 
     settings = CalibrationConfig.from_dict(config)
     beam_args = beam_pipeline_args if beam_pipeline_args is not None else ["--runner=FnApiRunner"]
-    result = run_sampler(examples.path, settings, calibration.path, beam_pipeline_args=beam_args)
+    source = sampler_options(beam_args).input_location(examples.path, examples.uri)
+    result = run_sampler(source, settings, calibration.path, beam_pipeline_args=beam_args)
     calibration.metadata.update({key: result.manifest[key] for key in ("count", "data_sha256", "source_fingerprint")})
     metrics.log_metric("count", result.count)
     metrics.log_metric("dropped_non_finite", result.manifest["dropped_non_finite"])

@@ -8,6 +8,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from edgeopt.components import __version__
 from edgeopt.components._shared import tfx_component as face
 from edgeopt.components._shared.remote_files import local_artifacts
+from edgeopt.components.calibration.beam_options import sampler_options
 from edgeopt.components.calibration.config import CalibrationConfig
 from edgeopt.components.calibration.core import sample_calibration_data
 
@@ -22,10 +23,12 @@ class CalibrationSamplerSpec(ComponentSpec):
 
 
 class CalibrationSamplerExecutor(base_beam_executor.BaseBeamExecutor):
-    """Runs the Beam sampler with the pipeline's beam_pipeline_args (DirectRunner when there are none)."""
+    """Runs the Beam sampler with the pipeline's beam_pipeline_args (DirectRunner when there are none). On a
+    distributed runner (Dataflow, Flink, Spark) the workers read the Examples at their URI; no local copy is made."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
-        with local_artifacts(input_dict, output_dict):  # gs:// URIs on Vertex AI / Kubeflow
+        settings = sampler_options(self._beam_pipeline_args)  # bad options fail before anything is copied
+        with local_artifacts(input_dict, output_dict, stage_inputs=not settings.distributed):  # gs:// on Kubeflow
             self._do(input_dict, output_dict, exec_properties)
 
     def _do(self, input_dict, output_dict, exec_properties):
