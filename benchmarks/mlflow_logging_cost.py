@@ -62,7 +62,7 @@ def timed_job(config, out: Path, model: Path, recipes, data, evaluation, example
     t0 = time.perf_counter()
     job.__enter__()
     t1 = time.perf_counter()
-    report = optimize(model, recipes, out, data=data, evaluation=evaluation, verbose=0)
+    report = optimize(model, recipes, out, data=data, evaluation=evaluation)
     t2 = time.perf_counter()
     job.log_report(report, examples=examples)
     t3 = time.perf_counter()
@@ -91,7 +91,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="edgeopt-mlflow-bench-"))
     examples = write_digits_examples(root / "examples")
-    model = train_digits_baseline(examples, root / "model", epochs=args.epochs, verbose=0)
+    model = train_digits_baseline(examples, root / "model", epochs=args.epochs)
     data = load_training_data(examples, data_spec=digits_data_spec())
     wanted = None if args.recipes == "all" else set(args.recipes.split(","))
     recipes = load_recipes([path for path in default_recipe_paths() if wanted is None or path.stem in wanted])

@@ -25,7 +25,7 @@ from edgeopt.components.recipes.core import optimize
 def run_core(model_dir: str, examples: str, spec: DataSpec, recipe: RecipeConfig, root: Path) -> dict:
     data = load_training_data(examples, data_spec=spec)
     started = time.perf_counter()
-    report = optimize(model_dir, [recipe], root, data=data, evaluation=EvaluationConfig(), verbose=0)
+    report = optimize(model_dir, [recipe], root, data=data, evaluation=EvaluationConfig())
     seconds = time.perf_counter() - started
     candidate = report["candidates"][0]
     return {

@@ -128,9 +128,7 @@ class Bench:
 
         examples = write_digits_examples(self.work / "digits" / "examples")
         started = time.perf_counter()
-        model = train_digits_baseline(
-            examples, self.work / "digits" / "model", epochs=3 if self.quick else 15, verbose=0
-        )
+        model = train_digits_baseline(examples, self.work / "digits" / "model", epochs=3 if self.quick else 15)
         self.models["digits_cnn"] = {
             "title": "digits CNN (demo)",
             "model_dir": str(model),
@@ -200,7 +198,7 @@ class Bench:
             t1 = time.perf_counter()
         else:
             t1 = time.perf_counter()
-        report = optimize(model["model_dir"], recipes, out, data=model["data"], evaluation=evaluation, verbose=0)
+        report = optimize(model["model_dir"], recipes, out, data=model["data"], evaluation=evaluation)
         t2 = time.perf_counter()
         if tracked:
             job.log_report(report, examples=model["examples"])
@@ -285,7 +283,7 @@ class Bench:
                         row = tutorial.matched(technique, model["model_dir"], data, str(folder), params)
                     else:
                         started = time.perf_counter()
-                        report = optimize(model["model_dir"], [recipe], folder, data=model["data"], verbose=0)
+                        report = optimize(model["model_dir"], [recipe], folder, data=model["data"])
                         candidate = report["candidates"][0]
                         row = {
                             "tflite_bytes": candidate["tflite_bytes"],

@@ -53,7 +53,7 @@ def compare_distillation(models: dict, work: Path, *, quick: bool) -> dict:
                     config = base.model_copy(update={"width_multiplier": width, "seed": seed, "alpha": alpha})
                     out = work / "topology" / name / f"{kind}_{width}_{seed}"
                     started = time.perf_counter()
-                    result = distill(model["model_dir"], config, out, data=model["data"], verbose=0)
+                    result = distill(model["model_dir"], config, out, data=model["data"])
                     row["seconds"].append(time.perf_counter() - started)
                     predictions = np.asarray(load_keras_model(out).predict(inputs, verbose=0)).argmax(-1)
                     row[kind].append(float(np.mean(predictions == labels)))

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgeopt.components._shared.cli_args import add_model_and_data_args, parse_sizes
-from edgeopt.components._shared.console import QUIET, VERBOSE, configure_logging, keras_verbosity, native_output_to
+from edgeopt.components._shared.console import QUIET, VERBOSE, configure_logging, native_output_to
 from edgeopt.components._shared.errors import EdgeoptError, JobTerminatedError
 from edgeopt.components._shared.signals import EXIT_SIGINT, EXIT_SIGTERM, sigterm_raises
 from edgeopt.components.calibration import cli_commands as calibration_commands
@@ -96,7 +96,7 @@ def run_demo(args) -> int:
         write_digits_examples(examples)
     if args.retrain or not baseline.exists():
         logger.info(f"training the digits CNN baseline into {baseline}")
-        train_digits_baseline(examples, baseline, verbose=keras_verbosity())
+        train_digits_baseline(examples, baseline)
     recipes = args.recipes
     data = load_training_data(examples, data_spec=digits_data_spec())
     calibration = CalibrationConfig(size=DEMO_CALIBRATION_SIZE, label_key="label")
@@ -110,7 +110,6 @@ def run_demo(args) -> int:
         evaluation=_evaluation_config(args),
         calibration_dir=out / "calibration",
         champion_tflite=args.tracking_job.champion_tflite(),
-        verbose=keras_verbosity(),
     )
     report["reused"] = reused
     if args.sweep:
@@ -143,7 +142,6 @@ def run_optimize(args) -> int:
         calibration_dir=args.calibration,
         champion_tflite=args.tracking_job.champion_tflite(),
         allow_unsafe=args.allow_unsafe_model,
-        verbose=keras_verbosity(),
     )
     manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
     args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)

@@ -18,7 +18,7 @@ class Technique:
     core_function: str  # path in, path out: (model_path, config, output_dir, *, data, ...) -> result
     summary: str
     produces_tflite: bool = False  # a conversion step: ends a recipe
-    fine_tunes: bool = False  # trains: takes `verbose` (Keras fit verbosity)
+    fine_tunes: bool = False  # trains on the training split
     uses_calibration: bool = False  # takes `calibration_inputs` (the representative dataset)
     kfp_component: str | None = None  # e.g. "pruning.kfp_component.prune"
     doc_configs: tuple[str, ...] = ()  # more config classes tabled in the folder's README
@@ -41,14 +41,9 @@ class Technique:
     def kfp(self):
         return self._load(self.kfp_component) if self.kfp_component else None
 
-    def step_kwargs(self, *, calibration_inputs, verbose: int) -> dict:
+    def step_kwargs(self, *, calibration_inputs) -> dict:
         """The technique-specific keyword arguments the recipe runner passes to the core function."""
-        kwargs = {}
-        if self.uses_calibration:
-            kwargs["calibration_inputs"] = calibration_inputs
-        if self.fine_tunes:
-            kwargs["verbose"] = verbose
-        return kwargs
+        return {"calibration_inputs": calibration_inputs} if self.uses_calibration else {}
 
 
 TECHNIQUES = {

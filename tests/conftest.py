@@ -37,7 +37,6 @@ def tiny_model(tmp_path_factory, digits_examples):
         epochs=12,
         filters=TINY_FILTERS,
         dense_units=TINY_DENSE_UNITS,
-        verbose=0,
     )
 
 

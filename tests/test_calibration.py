@@ -196,7 +196,6 @@ def test_int8_recipe_converts_with_the_artifact(tiny_model, digits_data, proport
         data=digits_data,
         evaluation=EvaluationConfig(timed_runs=5, warmup_runs=1),
         calibration_dir=proportional.output_dir,
-        verbose=0,
     )
     assert report["calibration"]["source"] == "calibration artifact"
     assert report["calibration"]["data_sha256"] == proportional.data_sha256

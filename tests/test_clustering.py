@@ -15,7 +15,7 @@ from tests.helpers import keras_accuracy, kernels
 def test_clustered_tflite_kernels_hold_at_most_k_values(centroid_init, tiny_model, digits_data, tmp_path, unchanged):
     unchanged(tiny_model)
     config = ClusteringConfig(number_of_clusters=8, centroid_init=centroid_init, epochs=1, learning_rate=1e-4)
-    result = cluster_weights(tiny_model, config, tmp_path / "clustered", data=digits_data, verbose=0)
+    result = cluster_weights(tiny_model, config, tmp_path / "clustered", data=digits_data)
     assert result.max_unique_values <= 8
     exported = export_tflite(tmp_path / "clustered", ExportConfig(), tmp_path / "tflite", data=digits_data)
     for tensor in kernels(exported.tflite_path, "FLOAT32"):
@@ -26,7 +26,7 @@ def test_clustered_tflite_kernels_hold_at_most_k_values(centroid_init, tiny_mode
 
 def test_per_channel_clustering_bounds_each_output_channel(tiny_model, digits_data, tmp_path):
     config = ClusteringConfig(number_of_clusters=4, per_channel=True, epochs=1)
-    cluster_weights(tiny_model, config, tmp_path / "clustered", data=digits_data, verbose=0)
+    cluster_weights(tiny_model, config, tmp_path / "clustered", data=digits_data)
     exported = export_tflite(tmp_path / "clustered", ExportConfig(), tmp_path / "tflite", data=digits_data)
     conv_kernels = [t for t in kernels(exported.tflite_path, "FLOAT32") if len(t.shape) == 4]
     assert conv_kernels

@@ -66,7 +66,7 @@ def test_distilled_student_against_the_same_student_trained_on_labels_only(tiny_
     accuracies = {}
     for name, alpha in (("distilled", 0.5), ("labels_only", 1.0)):
         config = DistillationConfig(alpha=alpha, temperature=2.0, epochs=15, seed=0)
-        result = distill(tiny_model, config, tmp_path / name, data=digits_data, verbose=0)
+        result = distill(tiny_model, config, tmp_path / name, data=digits_data)
         assert result.student_params == 2570 and result.param_ratio == pytest.approx(2570 / 9802)
         accuracies[name] = keras_accuracy(load_keras_model(tmp_path / name), digits_data)
     # Measured on 359 eval digits (AMD EPYC, 2 cores): distilled 95.0 %, labels only 96.7 % (-1.7 pt): the 96 % teacher
@@ -84,11 +84,11 @@ def test_student_from_saved_model_and_from_student_fn(tiny_model, digits_data, t
         "                             keras.layers.Dense(12, activation='relu'), keras.layers.Dense(10)])\n"
     )
     result = distill(tiny_model, DistillationConfig(student="student_fn", epochs=2), tmp_path / "fn", data=digits_data,
-                     module_file=str(module), verbose=0)  # fmt: skip
+                     module_file=str(module))  # fmt: skip
     assert result.student_params == 64 * 12 + 12 + 12 * 10 + 10 and result.student_source == "student_fn"
 
     config = DistillationConfig(student="saved_model", student_model_path=str(tmp_path / "fn"), epochs=1)
-    result = distill(tiny_model, config, tmp_path / "again", data=digits_data, verbose=0)
+    result = distill(tiny_model, config, tmp_path / "again", data=digits_data)
     assert result.student_params == 64 * 12 + 12 + 12 * 10 + 10
     assert load_keras_model(tmp_path / "again")(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 10)
 
@@ -151,7 +151,7 @@ def test_tfx_executor_and_kfp_component_distill(tiny_model, digits_examples, tmp
 def test_both_topology_recipes_through_optimize(tiny_model, digits_data, tmp_path, unchanged):
     unchanged(tiny_model)
     recipes = [RecipeConfig.builtin("lowrank_int8"), RecipeConfig.builtin("distill_half_int8")]
-    report = optimize(tiny_model, recipes, tmp_path / "job", data=digits_data, verbose=0)
+    report = optimize(tiny_model, recipes, tmp_path / "job", data=digits_data)
     lowrank, distilled = report["candidates"]
     assert "error" not in lowrank and "error" not in distilled
     assert lowrank["steps"] == ["factorize", "quantize"] and distilled["steps"] == ["distill", "quantize"]
@@ -167,7 +167,7 @@ def test_teacher_outputs_on_the_fly_train_like_cached_ones(tiny_model, digits_da
     losses = {}
     for mode in ("cached", "on_the_fly"):
         config = DistillationConfig(teacher_outputs=mode, epochs=2, seed=3)
-        losses[mode] = distill(tiny_model, config, tmp_path / mode, data=digits_data, verbose=0).final_loss
+        losses[mode] = distill(tiny_model, config, tmp_path / mode, data=digits_data).final_loss
     assert losses["on_the_fly"] == pytest.approx(losses["cached"], rel=1e-3)
 
 
@@ -207,3 +207,35 @@ def test_topology_steps_chain_with_the_others_in_a_recipe():
     assert recipe.technique_chain == "distill+factorize+prune+qat+quantize"
     with pytest.raises(ConfigError, match="qat must come right before"):
         RecipeConfig(name="bad", steps=[{"technique": "qat"}, {"technique": "distill"}, {"technique": "quantize"}])
+
+
+def test_a_regressor_distills_its_outputs_directly(tmp_path):
+    """Regression teachers: the student (width 0.5) learns the teacher's outputs (alpha 0: teacher only) and ends
+    closer to them on held-out data than the same student trained on the labels alone; binary tasks are refused."""
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components._shared.data_spec import DataSpec
+    from tests import task_models
+
+    features, targets = task_models.diabetes()
+    examples = task_models.write_examples(tmp_path / "examples", features, targets)
+    teacher_path = task_models.regressor(tmp_path / "teacher", features, targets)
+    spec = DataSpec(features=[{"key": "clinical", "shape": [10]}], label_key="label", label_dtype="float32",
+                    task="regression")  # fmt: skip
+    data = load_training_data(examples, data_spec=spec)
+    inputs, _ = whole_split(data, "eval")
+    teacher_outputs = load_keras_model(teacher_path)(inputs).numpy()
+
+    def gap_to_teacher(alpha):
+        config = DistillationConfig(alpha=alpha, epochs=40, learning_rate=0.01, batch_size=32)
+        result = distill(teacher_path, config, tmp_path / f"student_{alpha}", data=data)
+        assert result.train_accuracy is None and result.scaled_layers == {"hidden": [16, 8]}
+        student = load_keras_model(tmp_path / f"student_{alpha}")
+        return float(np.mean((student(inputs).numpy() - teacher_outputs) ** 2))
+
+    distilled, labels_only = gap_to_teacher(0.0), gap_to_teacher(1.0)
+    assert distilled < labels_only
+
+    binary = load_training_data(examples, data_spec=DataSpec(**{**spec.to_dict(), "task": "binary"}))
+    with pytest.raises(UnsupportedModelError, match="not binary tasks"):
+        distill(teacher_path, DistillationConfig(), tmp_path / "refused", data=binary)
+    assert not (tmp_path / "refused").exists()

@@ -97,7 +97,7 @@ def test_reduced_rank_reports_its_difference_and_the_tflite_holds_the_low_rank_w
 ):
     unchanged(tiny_model)
     config = FactorizationConfig(rank_fraction=0.25, epochs=2)
-    result = factorize(tiny_model, config, tmp_path / "lowrank", data=digits_data, verbose=0)
+    result = factorize(tiny_model, config, tmp_path / "lowrank", data=digits_data)
     assert result.layers == [
         {"name": "dense1", "kind": "dense", "m": 256, "n": 32, "rank": 8, "params_before": 8224, "params_after": 2336}
     ]
@@ -119,7 +119,7 @@ def test_reduced_rank_reports_its_difference_and_the_tflite_holds_the_low_rank_w
 def test_output_check_fails_before_fine_tuning(tiny_model, digits_data, tmp_path):
     config = FactorizationConfig(rank_fraction=0.25, max_output_diff=1e-6)
     with pytest.raises(OptimizationNotAchievedError, match="differ from the original's by up to"):
-        factorize(tiny_model, config, tmp_path / "out", data=digits_data, verbose=0)
+        factorize(tiny_model, config, tmp_path / "out", data=digits_data)
     assert not (tmp_path / "out").exists()
 
 
@@ -195,7 +195,7 @@ def test_lowrank_int8_through_the_kfp_recipe_component(tiny_model, digits_exampl
 
 
 def test_a_factorized_model_factorizes_again_without_name_clashes(tiny_model, digits_data, tmp_path):
-    factorize(tiny_model, FactorizationConfig(epochs=0), tmp_path / "once", data=digits_data, verbose=0)
+    factorize(tiny_model, FactorizationConfig(epochs=0), tmp_path / "once", data=digits_data)
     plan, skipped = plan_factorization(load_keras_model(tmp_path / "once"), FactorizationConfig(rank_fraction=0.5))
     assert [entry.name for entry in plan] == ["dense1_lowrank"]  # 256 x 8 at rank 4
     assert "exists already" in skipped["dense1"]

@@ -74,7 +74,7 @@ def _one_epoch(name: str) -> RecipeConfig:
 def test_dense_batchnorm_mlp_runs_every_qat_recipe(tmp_path, cancer_data, dense_bn_mlp, unchanged, name):
     recipe = _one_epoch(name)
     check_recipe(inspect_model(dense_bn_mlp), recipe)  # supported: nothing raised
-    tflite_path, steps = run_recipe(unchanged(dense_bn_mlp), recipe, tmp_path / name, data=cancer_data, verbose=0)
+    tflite_path, steps = run_recipe(unchanged(dense_bn_mlp), recipe, tmp_path / name, data=cancer_data)
 
     from edgeopt.components._shared.tflite_runtime import TfliteRunner
 
@@ -134,7 +134,7 @@ def test_plain_saved_model_runs_export_and_ptq_and_refuses_training(
     from edgeopt.components.recipes.core import optimize
 
     recipes = [RecipeConfig.builtin(name) for name in ("ptq_int8", "ptq_dynamic")] + [_one_epoch("qat")]
-    report = optimize(unchanged(module_saved_model), recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    report = optimize(unchanged(module_saved_model), recipes, tmp_path / "out", data=cancer_data)
     assert report["baseline"]["accuracy"] > 0.9 and report["baseline"]["max_abs_diff"] < 1e-5
     _ran(report, ["ptq_int8", "ptq_dynamic"])
     _refused_before_work(report, tmp_path / "out", "qat", "SavedModel without Keras metadata")
@@ -162,12 +162,12 @@ def test_subclassed_model_runs_ptq_and_refuses_training_before_work(tmp_path, ca
     assert inspect_model(tmp_path / "subclassed").is_subclassed
 
     recipes = [RecipeConfig.builtin("ptq_int8"), _one_epoch("prune80_int8"), _one_epoch("qat")]
-    report = optimize(unchanged(tmp_path / "subclassed"), recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    report = optimize(unchanged(tmp_path / "subclassed"), recipes, tmp_path / "out", data=cancer_data)
     _ran(report, ["ptq_int8"])
     for name in ("prune80_int8", "qat"):
         _refused_before_work(report, tmp_path / "out", name, "subclassed model (class TwoLayerNet)")
     with pytest.raises(UnsupportedModelError, match="subclassed model"):  # the pipeline faces' entry point too
-        run_recipe(tmp_path / "subclassed", _one_epoch("qat"), tmp_path / "direct", data=cancer_data, verbose=0)
+        run_recipe(tmp_path / "subclassed", _one_epoch("qat"), tmp_path / "direct", data=cancer_data)
     assert not (tmp_path / "direct").exists()
 
 
@@ -259,7 +259,7 @@ def test_keras3_file_runs_every_ptq_recipe_and_qat_through_a_tf_keras_rebuild(tm
     )
     ptq = ["ptq_dynamic", "ptq_fp16", "ptq_int16x8", "ptq_int8", "ptq_int8_io"]
     recipes = [RecipeConfig.builtin(name) for name in ptq] + [_one_epoch("qat")]
-    report = optimize(path, recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    report = optimize(path, recipes, tmp_path / "out", data=cancer_data)
     assert report["baseline"]["accuracy"] > 0.9 and report["baseline"]["max_abs_diff"] < 1e-5
     _ran(report, [*ptq, "qat"])
     assert model_digest(path) == before
@@ -270,7 +270,7 @@ def test_keras3_model_that_cannot_be_rebuilt_refuses_training_before_work(tmp_pa
     from edgeopt.components.recipes.core import optimize
 
     recipes = [RecipeConfig.builtin("ptq_dynamic"), _one_epoch("qat")]
-    report = optimize(keras3_model / "nested.keras", recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    report = optimize(keras3_model / "nested.keras", recipes, tmp_path / "out", data=cancer_data)
     assert report["candidates"][0].get("error") is None
     _refused_before_work(report, tmp_path / "out", "qat", "saved by Keras 3 and tfmot wraps only tf-keras models")
     assert "nested models" in report["candidates"][1]["error"]
@@ -284,7 +284,7 @@ def test_keras3_export_saved_model_runs_ptq(tmp_path, cancer_data, keras3_model)
 
     assert inspect_model(keras3_model / "exported").format == ModelFormat.PLAIN_SAVED_MODEL
     recipes = [RecipeConfig.builtin("ptq_int8")]
-    report = optimize(keras3_model / "exported", recipes, tmp_path / "out", data=cancer_data, verbose=0)
+    report = optimize(keras3_model / "exported", recipes, tmp_path / "out", data=cancer_data)
     _ran(report, ["ptq_int8"])
 
 

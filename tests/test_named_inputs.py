@@ -167,7 +167,7 @@ def test_regressor_is_scored_and_gated_on_mae(tmp_path):
         RecipeConfig(**{**INT8, "gate": {"max_metric_drop": 0.02}}),
         RecipeConfig(name="builtin_gate", steps=INT8["steps"], gate={"max_accuracy_drop": 1.0}),
     ]
-    report = optimize(model, recipes, tmp_path / "out", data=data, evaluation=FAST, verbose=0)
+    report = optimize(model, recipes, tmp_path / "out", data=data, evaluation=FAST)
     inputs, labels = whole_split(data, "eval")
     keras_mae = float(np.mean(np.abs(keras.models.load_model(model)(inputs).numpy().reshape(-1) - labels)))
     baseline = report["baseline"]
@@ -195,7 +195,7 @@ def test_binary_sigmoid_model_is_scored_by_auc(tmp_path):
     model = task_models.binary_classifier(tmp_path / "model", features, labels)
     spec = DataSpec(features=[{"key": "measurements", "shape": [30]}], label_key="label", task="binary", metric="auc")
     data = load_training_data(examples, data_spec=spec)
-    report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST, verbose=0)
+    report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST)
     inputs, truth = whole_split(data, "eval")
     probabilities = keras.models.load_model(model)(inputs).numpy().reshape(-1)
     baseline, candidate = report["baseline"], report["candidates"][0]
@@ -214,7 +214,7 @@ def test_two_outputs_the_metric_reads_the_named_one(wine, tmp_path):
     features, labels = task_models.wine_named()
     model = task_models.two_output_classifier(tmp_path / "model", features, labels)
     data = load_training_data(examples, data_spec=DataSpec(**NAMED_SPEC, output="species"))
-    report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST, verbose=0)
+    report = optimize(model, [RecipeConfig(**PRUNE_INT8)], tmp_path / "out", data=data, evaluation=FAST)
     inputs, truth = whole_split(data, "eval")
     species = keras.models.load_model(model)(inputs)[0].numpy()
     assert report["baseline"]["metric"]["output"] == "species"
@@ -241,8 +241,7 @@ def test_serving_signature_that_parses_examples_is_converted_from_the_keras_call
         "examples"
     ]
     data = load_training_data(examples, data_spec=DataSpec(**NAMED_SPEC))
-    report = optimize(tmp_path / "trainer", [RecipeConfig(**INT8)], tmp_path / "out", data=data, evaluation=FAST,
-                      verbose=0)  # fmt: skip
+    report = optimize(tmp_path / "trainer", [RecipeConfig(**INT8)], tmp_path / "out", data=data, evaluation=FAST)
     runner = TfliteRunner(report["baseline"]["tflite_path"])
     assert set(runner.input_names) == {"chemistry", "appearance"} and runner.input_dtype == np.float32
     inputs, _ = whole_split(data, "eval")
@@ -354,7 +353,7 @@ def test_multilabel_and_one_hot_labels_fine_tune_with_their_task_loss(tmp_path):
         saved = task_models.fit_and_save(model, x, targets, loss, tmp_path / f"{name}_model", epochs=20)
         spec = DataSpec(features=[{"key": "x", "shape": [13]}], label_key="label", label_shape=[3], **declared)
         data = load_training_data(examples, data_spec=spec)
-        report = optimize(saved, [qat], tmp_path / f"{name}_out", data=data, evaluation=FAST, verbose=0)
+        report = optimize(saved, [qat], tmp_path / f"{name}_out", data=data, evaluation=FAST)
         candidate = report["candidates"][0]
         assert candidate.get("error") is None, candidate.get("error")
         assert report["baseline"]["metric"]["name"] == candidate["metric"]["name"] == "auc"

@@ -19,7 +19,7 @@ from tests.helpers import keras_accuracy, kernels, overall_sparsity
 def test_pruned_tflite_holds_the_target_sparsity(schedule, tiny_model, digits_data, tmp_path, unchanged):
     unchanged(tiny_model)
     config = PruningConfig(target_sparsity=0.8, schedule=schedule, epochs=8, learning_rate=1e-3)
-    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data, verbose=0)
+    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data)
     assert result.achieved_sparsity >= 0.78
     assert result.schedule.end_step % result.schedule.frequency == 0
 
@@ -34,7 +34,7 @@ def test_pruned_tflite_holds_the_target_sparsity(schedule, tiny_model, digits_da
 
 def test_two_of_four_holds_in_every_group(tiny_model, digits_data, tmp_path):
     config = PruningConfig(structure="2:4", epochs=2, learning_rate=1e-3)
-    prune(tiny_model, config, tmp_path / "pruned", data=digits_data, verbose=0)
+    prune(tiny_model, config, tmp_path / "pruned", data=digits_data)
     int8 = quantize(tmp_path / "pruned", QuantizationConfig(), tmp_path / "int8", data=digits_data)
     checked = 0
     for tensor in kernels(int8.tflite_path, "INT8"):
@@ -62,13 +62,13 @@ def test_model_without_prunable_layers_is_refused(digits_data, tmp_path):
     model = keras.Sequential([keras.layers.Input(shape=(8, 8, 1)), keras.layers.GlobalAveragePooling2D()])
     model.save(tmp_path / "pool_only")
     with pytest.raises(OptimizationNotAchievedError, match="no Dense or Conv2D layers"):
-        prune(tmp_path / "pool_only", PruningConfig(), tmp_path / "out", data=digits_data, verbose=0)
+        prune(tmp_path / "pool_only", PruningConfig(), tmp_path / "out", data=digits_data)
     assert not (tmp_path / "out").exists()
 
 
 def test_skip_layers_stay_dense(tiny_model, digits_data, tmp_path):
     config = PruningConfig(target_sparsity=0.5, epochs=2, skip_layers=["conv1"])
-    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data, verbose=0)
+    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data)
     assert "conv1" not in result.layer_sparsity
     conv1 = load_keras_model(tmp_path / "pruned").get_layer("conv1").kernel.numpy()
     assert np.mean(conv1 == 0) < 0.05
@@ -76,7 +76,7 @@ def test_skip_layers_stay_dense(tiny_model, digits_data, tmp_path):
 
 def test_block_sparsity_zeros_whole_blocks_that_stay_consecutive_in_the_tflite(tiny_model, digits_data, tmp_path):
     config = PruningConfig(target_sparsity=0.75, block_size=(4, 1), epochs=4, learning_rate=1e-3)
-    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data, verbose=0)
+    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data)
     assert result.achieved_sparsity >= 0.73
 
     pruned = load_keras_model(tmp_path / "pruned")
@@ -104,7 +104,7 @@ def test_block_sparsity_zeros_whole_blocks_that_stay_consecutive_in_the_tflite(t
 
 def test_block_larger_than_a_dense_kernel_is_refused_before_training(tiny_model, digits_data, tmp_path):
     with pytest.raises(ConfigError, match=r"block_size: \[1, 64\] is larger than the kernel of Dense layer"):
-        prune(tiny_model, PruningConfig(block_size=(1, 64)), tmp_path / "out", data=digits_data, verbose=0)
+        prune(tiny_model, PruningConfig(block_size=(1, 64)), tmp_path / "out", data=digits_data)
     assert not (tmp_path / "out").exists()
 
 

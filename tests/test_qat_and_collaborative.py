@@ -27,7 +27,7 @@ def float_accuracy(tiny_model, digits_data, tmp_path_factory):
 def test_qat_then_quantize_gives_int8_within_two_points(tiny_model, digits_data, float_accuracy, tmp_path, unchanged):
     unchanged(tiny_model)
     recipe = RecipeConfig(name="qat", steps=[{"technique": "qat", "config": {"epochs": 2}}, {"technique": "quantize"}])
-    tflite_path, records = run_recipe(tiny_model, recipe, tmp_path, data=digits_data, verbose=0)
+    tflite_path, records = run_recipe(tiny_model, recipe, tmp_path, data=digits_data)
     assert {t.type_name for t in kernels(tflite_path)} == {"INT8"}
     assert records[0]["result"]["quantized_layers"] == ["conv1", "conv2", "pool", "flatten", "dense1", "logits"]
     assert evaluate_tflite(tflite_path, digits_data, FAST_EVAL).accuracy >= float_accuracy - 0.02
@@ -35,7 +35,7 @@ def test_qat_then_quantize_gives_int8_within_two_points(tiny_model, digits_data,
 
 def test_qat_of_selected_layer_types_wraps_only_those(tiny_model, digits_data, tmp_path):
     result = quantization_aware_train(
-        tiny_model, QatConfig(layer_types=["Dense"], epochs=1), tmp_path / "qat", data=digits_data, verbose=0
+        tiny_model, QatConfig(layer_types=["Dense"], epochs=1), tmp_path / "qat", data=digits_data
     )
     assert {"dense1", "logits"} <= set(result.quantized_layers)
     assert not {"conv1", "conv2"} & set(result.quantized_layers)
@@ -94,7 +94,7 @@ def test_collaborative_chains_keep_what_earlier_steps_made(
     name, steps, keeps_sparsity, keeps_clusters, tiny_model, digits_data, float_accuracy, tmp_path
 ):
     recipe = RecipeConfig(name=name, steps=[*steps, {"technique": "quantize"}])
-    tflite_path, _ = run_recipe(tiny_model, recipe, tmp_path, data=digits_data, verbose=0)
+    tflite_path, _ = run_recipe(tiny_model, recipe, tmp_path, data=digits_data)
     int8_kernels = kernels(tflite_path, "INT8")
     big = [t for t in int8_kernels if t.values.size >= 1000]
     if keeps_sparsity:

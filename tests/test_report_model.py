@@ -15,7 +15,7 @@ from edgeopt.components.recipes.core import optimize
 @pytest.fixture(scope="module")
 def report(tiny_model, digits_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("typed-report")
-    optimize(tiny_model, [RecipeConfig.builtin("ptq_dynamic")], out, data=digits_data, verbose=0)
+    optimize(tiny_model, [RecipeConfig.builtin("ptq_dynamic")], out, data=digits_data)
     return json.loads((out / "report.json").read_text())
 
 

@@ -107,7 +107,7 @@ def test_sensitivity_artifacts_are_logged_on_the_candidate_run(sensitive_model, 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_job(TrackingConfig(tracking_uri=store), orchestrator="cli", output_dir=tmp_path, verbose=0) as job:
         report = optimize(
-            sensitive_model, [recipe], tmp_path, data=digits_data, evaluation=EvaluationConfig(timed_runs=3), verbose=0
+            sensitive_model, [recipe], tmp_path, data=digits_data, evaluation=EvaluationConfig(timed_runs=3)
         )
         job.log_report(report)
     client = MlflowClient(store)

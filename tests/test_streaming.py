@@ -40,7 +40,7 @@ def test_a_billion_example_split_prunes_quantizes_and_evaluates_in_bounded_reads
     generated_split_module.pulled["examples"] = 0
 
     config = PruningConfig(target_sparsity=0.5, epochs=2, steps_per_epoch=5, batch_size=32, shuffle_buffer=128)
-    prune(tiny_model, config, tmp_path / "pruned", data=data, verbose=0)
+    prune(tiny_model, config, tmp_path / "pruned", data=data)
     int8 = quantize(tmp_path / "pruned", QuantizationConfig(calibration_examples=64), tmp_path / "int8", data=data)
     evaluation = evaluate_tflite(
         int8.tflite_path, data, EvaluationConfig(max_eval_examples=300, timed_runs=2, warmup_runs=1)
@@ -176,4 +176,4 @@ def test_training_stream_is_seeded_drops_non_finite_and_fails_under_policy_fail(
     strict = dataclasses.replace(data, non_finite="fail", _split_sizes={}, dropped_non_finite={})
     model = keras.Sequential([keras.layers.Input(shape=(8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(DataError, match="NaN or Inf .*non_finite policy: fail"):
-        fine_tune(model, strict, PruningConfig(epochs=1, steps_per_epoch=30), from_logits=True, verbose=0)
+        fine_tune(model, strict, PruningConfig(epochs=1, steps_per_epoch=30), from_logits=True)

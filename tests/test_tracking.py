@@ -59,7 +59,7 @@ def job(tmp_path_factory, tiny_model, digits_data, digits_examples):
     """One real optimize report (two candidates and one failed recipe), logged to several stores by the tests."""
     out = tmp_path_factory.mktemp("job")
     evaluation = EvaluationConfig(timed_runs=5, warmup_runs=1)
-    report = optimize(tiny_model, RECIPES, out, data=digits_data, evaluation=evaluation, verbose=0)
+    report = optimize(tiny_model, RECIPES, out, data=digits_data, evaluation=evaluation)
     assert [bool(c.get("error")) for c in report["candidates"]] == [False, False, True]
     assert records.best_candidate(report) is not None
     return SimpleNamespace(out=out, report=report, examples=digits_examples, model=tiny_model)

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 
+from edgeopt.components._shared.console import keras_verbosity
 from edgeopt.components._shared.data import TrainingData
 from edgeopt.components._shared.errors import DataError, OptimizationNotAchievedError
 from edgeopt.components._shared.fine_tuning_config import FineTuningConfig
@@ -130,7 +131,6 @@ def fine_tune(
     *,
     from_logits: bool,
     callbacks=(),
-    verbose: int = 2,
     compiled_loss=None,
 ):
     """Compiles `model` with the loss of the data's task (or `compiled_loss`, the one the model was saved with, when
@@ -161,7 +161,7 @@ def fine_tune(
             epochs=config.epochs,
             steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
             callbacks=[StopOnNonFiniteLoss(), *callbacks, *_EXTRA_CALLBACKS.get()],
-            verbose=verbose,
+            verbose=keras_verbosity(),
         )
     except tf.errors.InvalidArgumentError as err:
         reason = next((line for line in err.message.splitlines() if "non_finite policy: fail" in line), None)
@@ -183,8 +183,7 @@ def is_prunable_type(layer) -> bool:
     return type(layer).__name__ in PRUNABLE_LAYER_TYPES
 
 
-def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: str, allow_unsafe: bool, verbose: int,
-                       callbacks=()):  # fmt: skip
+def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: str, allow_unsafe: bool, callbacks=()):
     """Loads the model fresh, wraps its Dense and Conv2D layers not in `config.skip_layers` with
     `wrap(layer, model)` (`model`: the freshly loaded source), and fine-tunes the clone with the config's seed,
     epochs, batch size and learning rate. `wrap` may return the layer itself to leave it alone (e.g. a layer with
@@ -217,6 +216,5 @@ def wrap_and_fine_tune(model_path, config, data: TrainingData, *, wrap, verb: st
         from_logits=not outputs_probabilities(model),
         callbacks=callbacks,
         compiled_loss=saved_loss(model_path),
-        verbose=verbose,
     )
     return wrapped, wrapped_names

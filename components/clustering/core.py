@@ -67,7 +67,6 @@ def cluster_weights(
     *,
     data: TrainingData,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> ClusteringResult:
     """Clusters Dense and Conv2D kernels into `number_of_clusters` shared values and saves the stripped model.
 
@@ -102,7 +101,7 @@ def cluster_weights(
 
     with training_scope(config) as distribution:
         wrapped, clustered_names = wrap_and_fine_tune(
-            model_path, config, data, wrap=wrap, verb="cluster", allow_unsafe=allow_unsafe, verbose=verbose
+            model_path, config, data, wrap=wrap, verb="cluster", allow_unsafe=allow_unsafe
         )
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     counts = {

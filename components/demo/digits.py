@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.components._shared.atomic import atomic_output_dir
+from edgeopt.components._shared.console import keras_verbosity
 from edgeopt.components._shared.data import DataSpec, load_training_data
 from edgeopt.components._shared.keras_bootstrap import keras, tf
 from edgeopt.components._shared.training import set_seeds
@@ -89,7 +90,6 @@ def train_digits_baseline(
     filters: int = 32,
     dense_units: int = 256,
     seed: int = 0,
-    verbose: int = 2,
 ) -> Path:
     """Trains the digits CNN with fixed seeds and saves it as a SavedModel folder (atomically)."""
     data = load_training_data(examples_dir, data_spec=digits_data_spec())
@@ -103,7 +103,7 @@ def train_digits_baseline(
         data.training_dataset(32, seed=seed, shuffle_buffer=4096),
         epochs=epochs,
         steps_per_epoch=data.steps_per_epoch(32),
-        verbose=verbose,
+        verbose=keras_verbosity(),
     )
     with atomic_output_dir(output_dir) as staging:
         model.save(str(staging), include_optimizer=False)

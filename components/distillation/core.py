@@ -5,6 +5,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 
+from edgeopt.components._shared.console import keras_verbosity
 from edgeopt.components._shared.data import TrainingData, load_module
 from edgeopt.components._shared.distribution import training_scope
 from edgeopt.components._shared.errors import ConfigError, DataError, UnsupportedModelError
@@ -210,7 +211,6 @@ def distill(
     data: TrainingData,
     module_file: str | None = None,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> DistillationResult:
     """Trains a student on the teacher's softened outputs and the labels, and saves the student.
 
@@ -257,7 +257,7 @@ def distill(
                 dataset if cached else dataset.map(narrow),
                 epochs=config.epochs,
                 steps_per_epoch=data.steps_per_epoch(config.batch_size, config.steps_per_epoch),
-                verbose=verbose,
+                verbose=keras_verbosity(),
             )
     result = DistillationResult(
         model_dir=str(output_dir),

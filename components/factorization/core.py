@@ -158,7 +158,6 @@ def factorize(
     *,
     data: TrainingData,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> FactorizationResult:
     """Splits the selected Dense and 1x1 Conv2D kernels into low-rank pairs, checks, fine-tunes and saves the model.
 
@@ -204,7 +203,6 @@ def factorize(
                 data,
                 config,
                 from_logits=not outputs_probabilities(model),
-                verbose=verbose,
                 compiled_loss=saved_loss(model_path),
             )
             train_accuracy = float(factorized.history.history["accuracy"][-1])

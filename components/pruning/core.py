@@ -83,7 +83,6 @@ def prune(
     *,
     data: TrainingData,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> PruningResult:
     """Prunes Dense and Conv2D kernels to the configured sparsity and saves the stripped model.
 
@@ -114,7 +113,6 @@ def prune(
             ),
             verb="prune",
             allow_unsafe=allow_unsafe,
-            verbose=verbose,
             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)

@@ -93,7 +93,6 @@ def quantization_aware_train(
     *,
     data: TrainingData,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> QatResult:
     """Inserts fake-quantization, fine-tunes, and saves the QAT model for a following `quantize` step.
 
@@ -114,7 +113,6 @@ def quantization_aware_train(
             data,
             config,
             from_logits=from_logits,
-            verbose=verbose,
             compiled_loss=saved_loss(model_path),
         ).history.history
     quantized_layers = [

@@ -65,7 +65,6 @@ def run_recipe(
     data: TrainingData,
     calibration_inputs: Inputs | None = None,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> tuple[str, list[dict]]:
     """Runs a recipe's steps in order, each loading the previous step's output fresh from disk.
 
@@ -84,7 +83,7 @@ def run_recipe(
         kwargs = {
             "data": data,
             "allow_unsafe": allow_unsafe if index == 0 else False,
-            **technique.step_kwargs(calibration_inputs=calibration_inputs, verbose=verbose),
+            **technique.step_kwargs(calibration_inputs=calibration_inputs),
         }
         started = time.perf_counter()
         try:
@@ -168,7 +167,6 @@ def optimize(
     calibration_inputs: Inputs | None = None,
     champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
-    verbose: int = 2,
     selection=None,
 ) -> dict:
     """Runs every recipe on `model_path`, measures each candidate against the float TFLite baseline, and writes
@@ -236,7 +234,6 @@ def optimize(
                 data=data,
                 calibration_inputs=calibration_inputs,
                 allow_unsafe=allow_unsafe,
-                verbose=verbose,
             )
             evaluated = evaluate_tflite(tflite_path, data, evaluation)
             record = label_speedup(candidate_record(recipe, evaluated, baseline, steps, champion), baseline.latency_ms)

@@ -237,7 +237,6 @@ def search(
                     data=data,
                     calibration_inputs=calibration_inputs,
                     allow_unsafe=allow_unsafe,
-                    verbose=2 if verbose >= 2 else 0,  # one line per fine-tuning epoch, no progress bars
                 )
             record = candidate_record(recipe, evaluate_tflite(tflite_path, data, config.evaluation), baseline, steps)
         except optuna.TrialPruned as err:
