@@ -11,6 +11,7 @@ from edgeopt.components._shared.model_io import load_keras_model, save_keras_mod
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import configure_converter, pick_calibration_examples, quantize
 from edgeopt.components.quantization.sensitivity import SENSITIVITY_JSON, SENSITIVITY_PNG, layer_of_tensor, rank_layers
+from tests.helpers import activation_types
 
 PER_TENSOR_INT8 = {"mode": "full_integer", "dense_granularity": "per_tensor"}
 LENIENT = {"validation": {"min_top1_agreement": 0.0}}
@@ -126,20 +127,6 @@ def outlier_model(tiny_model, tmp_path_factory):
     kernel[0, :] = 0.0
     model.get_layer("logits").set_weights([kernel, bias])
     return save_keras_model(model, tmp_path_factory.mktemp("outlier") / "model")
-
-
-def activation_types(tflite_path) -> dict[str, str]:
-    """Stored type of every tensor that is no constant (activations, inputs and outputs), by tensor name."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
-    model = flatbuffer_utils.read_model(str(tflite_path))
-    return {
-        tensor.name.decode(): names[tensor.type]
-        for tensor in model.subgraphs[0].tensors
-        if model.buffers[tensor.buffer].data is None
-    }
 
 
 def test_int16x8_layers_keep_the_outlier_path_in_int16(outlier_model, digits_data, tmp_path, unchanged):

@@ -21,7 +21,7 @@ from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
-from edgeopt.components.quantization.config import INT4_MODES, QuantizationMode
+from edgeopt.components.quantization.config import AEQ_MODES, QuantizationMode
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import (
     candidate_record,
@@ -106,13 +106,17 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
     quantize: dict = {"mode": mode}
-    if QuantizationMode(mode) not in INT4_MODES:  # int4 scales are AI Edge Quantizer's, not the converter's
+    if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
         granularities = [g.value for g in config.dense_granularities]
         quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
     if config.max_float_layers and mode == "full_integer":
         float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
         if float_top_k:
             quantize["float_top_k"] = float_top_k
+    if config.max_int16x8_layers and mode == QuantizationMode.AEQ_STATIC_INT8:
+        int16x8_top_k = trial.suggest_int("int16x8_top_k", 0, config.max_int16x8_layers)
+        if int16x8_top_k:
+            quantize["int16x8_top_k"] = int16x8_top_k
     steps.append({"technique": "quantize", "config": quantize})
     return RecipeConfig(
         name=f"trial_{trial.number:04d}",
