@@ -164,17 +164,24 @@ def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, 
     argv = [
         "search", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",
         "configs/data/digits.yaml", "--budget", "max_accuracy_drop=1.0", "--family", "ptq", "--trials", "2",
-        "--timed-runs", "3", "--warmup-runs", "1", "--out", str(out), "--tracking-uri", store, "--experiment", "s",
+        "--timed-runs", "3", "--warmup-runs", "1", "--objective", "latency_p50", "--register-model", "tiny-search",
+        "--out", str(out), "--tracking-uri", store, "--experiment", "s",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
-    assert report["search"]["winner"] and f"winner {report['search']['winner']}" in printed
+    winner = report["search"]["winner"]
+    assert winner and f"winner {winner}" in printed
+    passed = [c for c in report["candidates"] if c["gate"]["passed"]]
+    assert winner == min(passed, key=lambda c: c["latency_ms"]["p50"])["recipe"]  # the search's first objective
+    assert report["selection"] == {"rule": {"objective": "latency_p50", "among": "passed"}, "winner": winner}
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
-    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
-    assert sorted(run.info.run_name for run in children) == ["trial_0000", "trial_0001"]
+    children = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
+    assert sorted(children) == ["trial_0000", "trial_0001"]
     assert all(run.info.status == "FINISHED" for run in runs)
+    # --register-model registers the search's winner (not optimize's default, the smallest gzip size) as challenger.
+    assert client.get_model_version_by_alias("tiny-search", "challenger").run_id == children[winner].info.run_id
 
     assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
     assert "max_accuracy_drop=1.0" in capsys.readouterr().err
