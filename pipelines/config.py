@@ -12,6 +12,7 @@ from edgeopt.components.calibration.config import CalibrationConfig
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.evaluation.selection import SelectionConfig
 from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.search.config import SearchConfig
 from edgeopt.pipelines.deployment import RetryPolicy, StepResourcesByKind
 
 # NAME[:TAG][@sha256:DIGEST], NAME being lowercase path components with an optional registry host[:port].
@@ -36,6 +37,14 @@ class PipelineConfig(StrictConfig):
         default_factory=lambda: ["ptq_int8", "prune80_int8"],
         min_length=1,
         description="Recipes to run in parallel: built-in names (configs/recipes/NAME.yaml) or paths to YAML files.",
+    )
+    search: SearchConfig | None = pydantic.Field(
+        None,
+        description=(
+            "Also run a budgeted search (edgeopt search) beside the recipes: TFX adds ModelOptimizer(search=...) with "
+            "its evaluator and pusher (id suffix `search`), KFP a search_model step whose winner joins the "
+            "selection. Null: recipes only."
+        ),
     )
     calibration: CalibrationConfig = pydantic.Field(
         default_factory=lambda: CalibrationConfig(size=300, label_key="label"),

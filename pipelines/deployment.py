@@ -80,6 +80,7 @@ STEP_KINDS = {
     "log-to-mlflow": StepKind.LIGHT,
     "train-model": StepKind.TRAINING,
     "optimize-recipe": StepKind.TRAINING,
+    "search-model": StepKind.TRAINING,
     "StatisticsGen": StepKind.LIGHT,
     "SchemaGen": StepKind.LIGHT,
     "Push_": StepKind.LIGHT,

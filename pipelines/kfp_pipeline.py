@@ -2,7 +2,8 @@
 
 read data (path or glob) -> train (the Trainer module's run_fn) -> sample calibration data -> export the float
 baseline -> dsl.ParallelFor over recipes: optimize -> evaluate and gate (against the float baseline and the MLflow
-champion) -> select the winner -> dsl.If a candidate passed: log to MLflow and register it as `challenger`;
+champion) -> select the winner (with PipelineConfig.search, a search_model step runs beside the fan-out and its
+winner joins the candidates) -> dsl.If a candidate passed: log to MLflow and register it as `challenger`;
 dsl.Else: log to MLflow only.
 
 `build_pipeline(config)` applies a PipelineConfig's deployment settings (image, pipeline root, resources per step
@@ -15,12 +16,15 @@ from typing import List, NamedTuple, Optional
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
+from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.kfp_component import IMAGE
 from edgeopt.components._shared.kfp_logging import VERBOSE_ENV
 from edgeopt.components.calibration.kfp_component import sample_calibration_data
 from edgeopt.components.evaluation.kfp_component import evaluate_and_gate
 from edgeopt.components.export.kfp_component import export_tflite
 from edgeopt.components.recipes.kfp_component import optimize_recipe
+from edgeopt.components.search.config import SearchConfig
+from edgeopt.components.search.kfp_component import search_model
 from edgeopt.pipelines.config import PipelineConfig
 from edgeopt.pipelines.deployment import step_kind
 from edgeopt.pipelines.tfjob_component import launch_tfjob
@@ -65,16 +69,21 @@ def select_winner(
     bundle: Output[Artifact],
     summary: Output[Markdown],
     selection: Optional[dict] = None,
+    search_results: Optional[Input[Artifact]] = None,
 ) -> NamedTuple("Winner", found=bool, recipe=str):
     """Gathers the fan-out into one folder (report.json + each candidate's model.tflite) and picks the winner under
-    `selection` (a SelectionConfig as a dict; default: smallest gzip size among candidates that passed)."""
+    `selection` (a SelectionConfig as a dict; default: smallest gzip size among candidates that passed). With
+    `search_results` (search_model's folder), the search's winner joins the candidates with its own gate."""
     from collections import namedtuple
 
     from edgeopt.pipelines.steps import bundle_candidates
 
     candidate_dirs = {model.metadata.get("recipe"): model.path for model in candidates}
     paths = [e.path for e in evaluations]
-    winner, markdown = bundle_candidates(paths, candidate_dirs, bundle.path, model.path, rule=selection)
+    winner, markdown = bundle_candidates(
+        paths, candidate_dirs, bundle.path, model.path, rule=selection,
+        search_dir=search_results.path if search_results is not None else None,
+    )  # fmt: skip
     with open(summary.path, "w") as handle:
         handle.write(markdown)
     return namedtuple("Winner", ["found", "recipe"])(bool(winner), winner or "")
@@ -115,6 +124,17 @@ def log_to_mlflow(
 
 
 PIPELINE_NAME = "edgeopt-retrain-and-compress"
+
+
+def kfp_search_config(search: SearchConfig) -> dict:
+    """The search config as a KFP constant: KFP cannot hold null, and dropping a null is exact for every field whose
+    default is null; prune_trials_above_drop (default 10) is the one that is not."""
+    if search.prune_trials_above_drop is None:
+        raise ConfigError(
+            "PipelineConfig.search.prune_trials_above_drop: null cannot be compiled into a KFP pipeline (KFP holds no "
+            "null); set 100 (no drop exceeds 100 points, so no trial is stopped)"
+        )
+    return search.model_dump(mode="json", exclude_none=True)
 
 
 def _apply_deployment(task, config: PipelineConfig, image: str):
@@ -203,6 +223,17 @@ def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
                     module_file=module_file,
                 )
             ).outputs["evaluation"]
+        searched = {}
+        if config.search is not None:  # compiled in: the search config is a constant of this pipeline, not a parameter
+            searched["search_results"] = deploy(
+                search_model(
+                    model=model,
+                    examples=examples,
+                    calibration=calibration,
+                    config=kfp_search_config(config.search),
+                    module_file=module_file,
+                )
+            ).outputs["search_results"]
         # KFP 2.17 cannot pass dsl.Collected into a dsl.If branch, so select_winner gathers the fan-out into a bundle.
         winner = deploy(
             select_winner(
@@ -210,6 +241,7 @@ def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
                 candidates=dsl.Collected(optimized),
                 model=model,
                 selection=selection,
+                **searched,
             )
         )
         logging = {
@@ -260,8 +292,8 @@ def reusable_components() -> dict:
     techniques = [technique.kfp() for technique in TECHNIQUES.values() if technique.kfp_component]
     components = [
         sample_calibration_data, *techniques,
-        optimize_recipe, evaluate_and_gate, read_examples, train_model, fetch_champion, select_winner, log_to_mlflow,
-        launch_tfjob,
+        optimize_recipe, evaluate_and_gate, search_model, read_examples, train_model, fetch_champion, select_winner,
+        log_to_mlflow, launch_tfjob,
     ]  # fmt: skip
     return {component.name: component for component in components}
 

@@ -90,12 +90,30 @@ def pick_winner(records: list[dict], rule: SelectionConfig | dict | None = None)
     return select_winner(records, rule)
 
 
+def search_winner_record(search_dir: str) -> tuple[dict, str] | None:
+    """The winning trial of a search folder (search_model's output) as an evaluation record, and the folder holding
+    its model.tflite; None when no trial was within the budget. The report's paths are those of the step that ran
+    the search, so the .tflite is found relative to the folder's search.db."""
+    import json
+
+    files = fileio.gfile()
+    with files.GFile(fileio.join(search_dir, "report.json"), "r") as handle:
+        report = json.loads(handle.read())
+    name = report["search"]["winner"]
+    if name is None:
+        return None
+    winner = next(c for c in report["candidates"] if c["recipe"] == name)
+    relative = os.path.relpath(os.path.dirname(winner["tflite_path"]), os.path.dirname(report["search"]["storage"]))
+    return {**winner, "baseline": report["baseline"]}, fileio.join(search_dir, *Path(relative).parts)
+
+
 def bundle_candidates(
-    evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir, rule=None
+    evaluation_files: list[str], candidate_dirs: dict[str, str], output_dir, model_dir, rule=None, search_dir=None
 ) -> tuple:
     """Gathers a fan-out's evaluations into one folder: report.json (report.json's shape, so the MLflow adapter logs
-    a pipeline run exactly as a CLI job, `selection` included) and candidates/RECIPE/model.tflite. Returns (winner
-    recipe under `rule` or None, a Markdown summary)."""
+    a pipeline run exactly as a CLI job, `selection` included) and candidates/RECIPE/model.tflite. With `search_dir`
+    (a search folder), the search's winning trial is one more candidate, gated on the search's budget. Returns
+    (winner recipe under `rule` or None, a Markdown summary)."""
     import json
 
     from edgeopt.components.recipes.core import report_from_evaluations
@@ -105,6 +123,10 @@ def bundle_candidates(
     for path in evaluation_files:
         with files.GFile(path, "r") as handle:
             evaluations.append(json.loads(handle.read()))
+    searched = search_winner_record(search_dir) if search_dir else None
+    if searched:
+        evaluations.append(searched[0])
+        candidate_dirs = {**candidate_dirs, searched[0]["recipe"]: searched[1]}
     report = report_from_evaluations(evaluations, model_dir)
     files.makedirs(str(output_dir))
     for candidate in report["candidates"]:

@@ -2,7 +2,8 @@
 for Kubeflow with KubeflowV2DagRunner.
 
 CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> CalibrationSampler -> TFLiteExporter (float baseline)
-  -> per recipe: ModelOptimizer -> CompressionEvaluator (ModelBlessing) -> Pusher (pushes only blessed .tflite)
+  -> per recipe (and with PipelineConfig.search, a search): ModelOptimizer -> CompressionEvaluator (ModelBlessing)
+  -> Pusher (pushes only blessed .tflite)
   -> MlflowReporter (one parent run per pipeline run, a child per candidate, the challenger registered)
 """
 
@@ -14,6 +15,7 @@ from tfx import v1 as tfx
 from edgeopt.components._shared.data import is_module_name
 from edgeopt.components._shared.errors import ConfigError, EdgeoptError
 from edgeopt.components.calibration.tfx_component import CalibrationSampler
+from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.tfx_component import CompressionEvaluator
 from edgeopt.components.export.tfx_component import TFLiteExporter
 from edgeopt.components.recipes.tfx_component import ModelOptimizer
@@ -25,6 +27,8 @@ from edgeopt.pipelines.deployment import step_kind
 # A module name, not a file path: it resolves wherever edgeopt is installed, the Kubeflow image included.
 TRAINER_MODULE = "edgeopt.pipelines.digits_trainer_module"
 TRAIN_STEPS = 45  # one epoch of the digits train split at batch 32; the module's run_fn sets its own epochs
+#: Component id suffix (Optimize_search, ...) and serving folder of the search branch (PipelineConfig.search).
+SEARCH_BRANCH = "search"
 # Beam's in-process runner: the default DirectRunner first tries Prism, which downloads a binary at run time.
 BEAM_PIPELINE_ARGS = ["--runner=FnApiRunner"]
 
@@ -74,31 +78,35 @@ def create_pipeline(
     )
     components = [example_gen, statistics_gen, schema_gen, trainer, sampler, baseline]
     evaluations = []
-    for recipe in recipes:
+    # Each branch: (name, the optimizer's recipe or search config, its gate); a search gates on its budget.
+    branches = [(recipe.name, {"config": recipe}, recipe.gate) for recipe in recipes]
+    if config.search is not None:
+        branches.append(
+            (SEARCH_BRANCH, {"search": config.search}, GateConfig(max_accuracy_drop=config.search.max_accuracy_drop))
+        )
+    for name, optimizer_config, gate in branches:
         optimizer = ModelOptimizer(
             model=trainer.outputs["model"],
             examples=examples,
             calibration=sampler.outputs["calibration"],
-            config=recipe,
             module_file=module_file,
-        ).with_id(f"Optimize_{recipe.name}")
+            **optimizer_config,
+        ).with_id(f"Optimize_{name}")
         evaluator = CompressionEvaluator(
             model=optimizer.outputs["output_model"],
             baseline_model=baseline.outputs["output_model"],
             examples=examples,
-            gate=recipe.gate,
+            gate=gate,
             evaluation=config.evaluation,
             module_file=module_file,
-        ).with_id(f"Evaluate_{recipe.name}")
+        ).with_id(f"Evaluate_{name}")
         pusher = tfx.components.Pusher(
             model=optimizer.outputs["output_model"],
             model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=f"{serving_root.rstrip('/')}/{recipe.name}"
-                )
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=f"{serving_root.rstrip('/')}/{name}")
             ),
-        ).with_id(f"Push_{recipe.name}")
+        ).with_id(f"Push_{name}")
         components += [optimizer, evaluator, pusher]
         evaluations.append(evaluator.outputs["evaluation"])
     if tracking is not None:

@@ -12,6 +12,20 @@ def kernels(tflite_path, type_name=None):
     return found
 
 
+def activation_types(tflite_path) -> dict[str, str]:
+    """Stored type of every tensor that is no constant (activations, inputs and outputs), by tensor name."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    model = flatbuffer_utils.read_model(str(tflite_path))
+    return {
+        tensor.name.decode(): names[tensor.type]
+        for tensor in model.subgraphs[0].tensors
+        if model.buffers[tensor.buffer].data is None
+    }
+
+
 def overall_sparsity(tensors) -> float:
     zeros = sum(int(np.sum(t.values == 0)) for t in tensors)
     return zeros / sum(t.values.size for t in tensors)

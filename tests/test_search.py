@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -12,6 +13,7 @@ from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.search import core as search_core
 from edgeopt.components.search.cli_commands import parse_budget
 from edgeopt.components.search.config import SearchConfig
+from tests.helpers import activation_types
 
 FAST_EVALUATION = EvaluationConfig(timed_runs=3, warmup_runs=1)
 PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_range"], "evaluation": FAST_EVALUATION}
@@ -136,6 +138,22 @@ def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digit
     assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
 
 
+def test_aeq_static_trials_keep_the_drawn_layers_in_16x8(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(
+        trials=2, families=["ptq"], quantize_modes=["aeq_static_int8"], max_int16x8_layers=1, evaluation=FAST_EVALUATION
+    )
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    drawn = {c["recipe"]: c["trial"]["params"]["int16x8_top_k"] for c in report["candidates"]}
+    assert 1 in drawn.values()  # the seeded sampler draws it; each trial is then checked against what it drew
+    for candidate in report["candidates"]:
+        quantize_dir = Path(candidate["tflite_path"]).parent
+        int16 = {name for name, kind in activation_types(candidate["tflite_path"]).items() if kind == "INT16"}
+        assert bool(int16) == (drawn[candidate["recipe"]] == 1)
+        if int16:
+            kept = json.loads((quantize_dir / "layer_sensitivity.json").read_text())["int16x8_layers"]
+            assert len(kept) == 1 and candidate["accuracy_drop"] <= 1.0
+
+
 @pytest.mark.slow
 def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, tmp_path, capsys, monkeypatch):
     from mlflow import MlflowClient
@@ -146,17 +164,24 @@ def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, 
     argv = [
         "search", "--model", str(tiny_model), "--examples", str(digits_examples), "--data-spec",
         "configs/data/digits.yaml", "--budget", "max_accuracy_drop=1.0", "--family", "ptq", "--trials", "2",
-        "--timed-runs", "3", "--warmup-runs", "1", "--out", str(out), "--tracking-uri", store, "--experiment", "s",
+        "--timed-runs", "3", "--warmup-runs", "1", "--objective", "latency_p50", "--register-model", "tiny-search",
+        "--out", str(out), "--tracking-uri", store, "--experiment", "s",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
-    assert report["search"]["winner"] and f"winner {report['search']['winner']}" in printed
+    winner = report["search"]["winner"]
+    assert winner and f"winner {winner}" in printed
+    passed = [c for c in report["candidates"] if c["gate"]["passed"]]
+    assert winner == min(passed, key=lambda c: c["latency_ms"]["p50"])["recipe"]  # the search's first objective
+    assert report["selection"] == {"rule": {"objective": "latency_p50", "among": "passed"}, "winner": winner}
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
-    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
-    assert sorted(run.info.run_name for run in children) == ["trial_0000", "trial_0001"]
+    children = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
+    assert sorted(children) == ["trial_0000", "trial_0001"]
     assert all(run.info.status == "FINISHED" for run in runs)
+    # --register-model registers the search's winner (not optimize's default, the smallest gzip size) as challenger.
+    assert client.get_model_version_by_alias("tiny-search", "challenger").run_id == children[winner].info.run_id
 
     assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
     assert "max_accuracy_drop=1.0" in capsys.readouterr().err
@@ -248,10 +273,17 @@ def test_tfx_model_searcher_validates_early_and_outputs_the_winner(tiny_model, d
             {"family": "ptq", "mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
             {"mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
         ),
+        # AI Edge Quantizer's static int8 draws no Dense granularity (it scales per channel itself).
+        (
+            {"family": "ptq", "mode": "aeq_static_int8", "int16x8_top_k": 1},
+            {"mode": "aeq_static_int8", "int16x8_top_k": 1},
+        ),
     ],
 )
 def test_suggested_recipes_are_valid_chains(params, quantize):
-    config = SearchConfig(quantize_modes=["full_integer", "int4_weight_only"], max_float_layers=2)
+    config = SearchConfig(
+        quantize_modes=["full_integer", "int4_weight_only", "aeq_static_int8"], max_float_layers=2, max_int16x8_layers=2
+    )
     recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(params), config)
     assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == quantize
     assert recipe.gate.max_accuracy_drop == 1.0
@@ -272,10 +304,12 @@ def test_cli_flags_override_the_config_yaml(tmp_path):
     yaml_path.write_text("trials: 30\nfamilies: [prune]\nmax_accuracy_drop: 0.5\nmin_sparsity: 0.7\n")
     args = build_parser().parse_args(
         ["search", "--model", "m", "--examples", "e", "--data-spec", "d.yaml", "--out", "o", "--config", str(yaml_path),
-         "--trials", "3", "--objective", "tflite_bytes", "--objective", "latency_p50", "--timed-runs", "7"]
+         "--trials", "3", "--objective", "tflite_bytes", "--objective", "latency_p50", "--timed-runs", "7",
+         "--max-int16x8-layers", "2"]
     )  # fmt: skip
     config = search_config(args)
     assert (config.trials, config.max_accuracy_drop, config.min_sparsity) == (3, 0.5, 0.7)
+    assert config.max_int16x8_layers == 2
     assert [f.value for f in config.families] == ["prune"]
     assert [o.value for o in config.objectives] == ["tflite_bytes", "latency_p50"]
     assert config.evaluation.timed_runs == 7

@@ -11,7 +11,7 @@ from edgeopt.components._shared.model_io import load_keras_model, save_keras_mod
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import configure_converter, pick_calibration_examples, quantize
 from edgeopt.components.quantization.sensitivity import SENSITIVITY_JSON, SENSITIVITY_PNG, layer_of_tensor, rank_layers
-from tests.helpers import whole_split
+from tests.helpers import activation_types, whole_split
 
 PER_TENSOR_INT8 = {"mode": "full_integer", "dense_granularity": "per_tensor"}
 LENIENT = {"validation": {"min_top1_agreement": 0.0}}
@@ -118,3 +118,59 @@ def test_sensitivity_artifacts_are_logged_on_the_candidate_run(sensitive_model, 
     ]
     logged = {item.path for item in client.list_artifacts(child.info.run_id, "sensitivity")}
     assert logged == {"sensitivity/layer_sensitivity.json", "sensitivity/layer_sensitivity.png"}
+
+
+@pytest.fixture(scope="module")
+def outlier_model(tiny_model, tmp_path_factory):
+    """The tiny CNN with one dense1 unit always at ~5000 (a huge bias) whose logits weights are zero: the float
+    outputs ignore it, but an int8 scale sized for it rounds every other dense1 activation to a few steps."""
+    model = load_keras_model(tiny_model)
+    kernel, bias = model.get_layer("dense1").get_weights()
+    bias[0] = 5000.0
+    model.get_layer("dense1").set_weights([kernel, bias])
+    kernel, bias = model.get_layer("logits").get_weights()
+    kernel[0, :] = 0.0
+    model.get_layer("logits").set_weights([kernel, bias])
+    return save_keras_model(model, tmp_path_factory.mktemp("outlier") / "model")
+
+
+def test_int16x8_layers_keep_the_outlier_path_in_int16(outlier_model, digits_data, tmp_path, unchanged):
+    unchanged(outlier_model)
+    aeq_int8 = {"mode": "aeq_static_int8", "calibration_examples": 64, **LENIENT}
+    plain = quantize(outlier_model, QuantizationConfig(**aeq_int8), tmp_path / "int8", data=digits_data)
+    mixed = quantize(
+        outlier_model, QuantizationConfig(**aeq_int8, int16x8_layers=["logits"]), tmp_path / "mixed", data=digits_data
+    )
+    assert plain.top1_agreement < 0.6 < 0.95 <= mixed.top1_agreement
+    types = activation_types(mixed.tflite_path)
+    # logits (the model's output, named after the signature) and dense1, which feeds it, run with int16 activations;
+    # the conv layers stay int8, and a QUANTIZE op turns flatten's int8 output into dense1's int16 input.
+    assert types["StatefulPartitionedCall:0"] == "INT16"
+    assert types["digits_cnn/dense1/MatMul;digits_cnn/dense1/Relu;digits_cnn/dense1/BiasAdd"] == "INT16"
+    assert types["digits_cnn/flatten/Reshape"] == "INT8" and types["digits_cnn/pool/MaxPool"] == "INT8"
+    assert {name: kind for name, kind in types.items() if "conv" in name and kind != "INT8"} == {}
+    assert mixed.tflite_bytes < 1.1 * plain.tflite_bytes  # int8 weights everywhere: 16x8 costs activations, not bytes
+    sensitivity = json.loads((tmp_path / "mixed" / SENSITIVITY_JSON).read_text())
+    assert sensitivity["int16x8_layers"] == ["logits"] and sensitivity["float_layers"] == []
+
+
+def test_int16x8_top_k_takes_the_most_sensitive_layer(outlier_model, digits_data, tmp_path):
+    config = QuantizationConfig(mode="aeq_static_int8", calibration_examples=64, int16x8_top_k=1)
+    result = quantize(outlier_model, config, tmp_path, data=digits_data)
+    sensitivity = json.loads((tmp_path / SENSITIVITY_JSON).read_text())
+    assert sensitivity["int16x8_layers"] == [sensitivity["layers"][0]["layer"]] == ["logits"]
+    assert result.top1_agreement >= 0.95
+    assert activation_types(result.tflite_path)["StatefulPartitionedCall:0"] == "INT16"
+
+
+def test_int16x8_layers_need_the_ai_edge_quantizer_mode_and_known_names(outlier_model, digits_data, tmp_path):
+    with pytest.raises(ConfigError, match="not full_integer.*set mode: aeq_static_int8"):
+        QuantizationConfig(mode="full_integer", int16x8_layers=["dense1"])
+    with pytest.raises(ConfigError, match=r"int16x8_layers \['no_such_layer'\] name no quantized layer.*'dense1'"):
+        quantize(
+            outlier_model,
+            QuantizationConfig(mode="aeq_static_int8", int16x8_layers=["no_such_layer"]),
+            tmp_path / "out",
+            data=digits_data,
+        )
+    assert not (tmp_path / "out").exists()

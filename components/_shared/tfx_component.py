@@ -178,15 +178,18 @@ class ModelStepComponent(base_component.BaseComponent):
     def __init__(
         self, model, examples, config=None, *, data_spec=None, module_file=None, calibration=None, tracking=None
     ):
-        config = validated_config(self.CONFIG_CLASS, config)
         spec = self.SPEC_CLASS(
             model=model,
             examples=examples,
             calibration=calibration,
-            config=config.to_json(),
+            **self.config_parameters(config),
             component_version=__version__,
             tracking=tracking,
             output_model=types.Channel(type=standard_artifacts.Model),
             **data_source_properties(data_spec, module_file),
         )
         super().__init__(spec=spec)
+
+    def config_parameters(self, config) -> dict:
+        """The spec parameters that carry the config, validated now (a subclass may carry another config)."""
+        return {CONFIG_KEY: validated_config(self.CONFIG_CLASS, config).to_json()}

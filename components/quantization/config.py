@@ -84,6 +84,22 @@ class QuantizationConfig(StrictConfig):
             "in float. full_integer only."
         ),
     )
+    int16x8_layers: list[str] = pydantic.Field(
+        default_factory=list,
+        description=(
+            "Names of Keras layers to keep in 16x8 (int8 weights, int16 activations) inside an aeq_static_int8 model; "
+            "the ops that feed them emit int16 too, so their inputs are never squeezed through int8. AI Edge "
+            "Quantizer sets this op by op (the TFLite converter's int16x8 is whole-model). aeq_static_int8 only."
+        ),
+    )
+    int16x8_top_k: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Also keep the k layers with the largest int8 error (RMSE/scale, layer_sensitivity.json in the output) "
+            "in 16x8. aeq_static_int8 only."
+        ),
+    )
     int4_granularity: Int4Granularity = pydantic.Field(
         Int4Granularity.CHANNELWISE,
         description=(
@@ -124,7 +140,17 @@ class QuantizationConfig(StrictConfig):
                 f"float_layers/float_top_k keep layers float inside a full_integer model, not {self.mode.value}; "
                 "set mode: full_integer or remove them"
             )
+        if self.keeps_int16x8_layers and self.mode != QuantizationMode.AEQ_STATIC_INT8:
+            raise ValueError(
+                f"int16x8_layers/int16x8_top_k mix 16x8 layers into an aeq_static_int8 model, not {self.mode.value} "
+                "(AI Edge Quantizer sets int16 activations op by op; the TFLite converter's int16x8 is whole-model); "
+                "set mode: aeq_static_int8 or remove them"
+            )
         return self
+
+    @property
+    def keeps_int16x8_layers(self) -> bool:
+        return bool(self.int16x8_layers or self.int16x8_top_k)
 
     @property
     def keeps_float_layers(self) -> bool:

@@ -95,14 +95,29 @@ def quantize(
         if calibration_inputs is not None:
             calibration_inputs = source.adapt_inputs(calibration_inputs)
         eval_inputs, _ = data.take(data.eval_split, config.validation.num_examples)
+        if config.keeps_float_layers or config.keeps_int16x8_layers:
+            if not isinstance(source, KerasSource):
+                fields = "float_layers/float_top_k" if config.keeps_float_layers else "int16x8_layers/int16x8_top_k"
+                raise ConfigError(
+                    f"{fields} need a tf-keras model, {model_path} converts from its "
+                    "SavedModel signature; drop them, or save the model with tf-keras"
+                )
+        if config.keeps_int16x8_layers:
+            from edgeopt.components.quantization.mixed16x8 import quantize_keeping_int16x8_layers
+
+            # The layers are ranked by the converter's own full-integer int8 error, the same ranking float_top_k uses.
+            ranked_as = QuantizationConfig(mode=QuantizationMode.FULL_INTEGER)
+            return quantize_keeping_int16x8_layers(
+                source.model,
+                config,
+                output_dir,
+                rank_configure=lambda converter: configure_converter(converter, ranked_as, calibration_inputs),
+                calibration_inputs=calibration_inputs,
+                validation_inputs=eval_inputs,
+            )
         if config.keeps_float_layers:
             from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
 
-            if not isinstance(source, KerasSource):
-                raise ConfigError(
-                    f"float_layers/float_top_k need a tf-keras model, {model_path} converts from its "
-                    "SavedModel signature; drop them, or save the model with tf-keras"
-                )
             return quantize_keeping_float_layers(
                 source.model,
                 config,

@@ -17,7 +17,7 @@ from edgeopt.components.quantization.config import (
 logger = logging.getLogger(__name__)
 
 
-def _quantizer_modules():
+def quantizer_modules():
     try:
         from ai_edge_quantizer import qtyping, quantizer, recipe_manager
     except ImportError as err:  # the `search` extra
@@ -28,7 +28,7 @@ def _quantizer_modules():
 def int4_recipe(config: QuantizationConfig) -> list[dict]:
     """The AI Edge Quantizer recipe: int4 weights on every supported op, int8 on the ops of `config.int8_layers`;
     for the static modes, the library's own static-range preset."""
-    qtyping, _, recipe_manager = _quantizer_modules()
+    qtyping, _, recipe_manager = quantizer_modules()
     if config.mode in AEQ_STATIC_MODES:
         from ai_edge_quantizer import recipe
 
@@ -80,13 +80,15 @@ def _calibration_data(flatbuffer: bytes, calibration_inputs) -> dict:
     return {signature: [{inputs[0]: example[np.newaxis].astype(np.float32)} for example in calibration_inputs]}
 
 
-def quantize_with_ai_edge_quantizer(float_flatbuffer: bytes, config: QuantizationConfig, calibration_inputs=None):
+def quantize_with_ai_edge_quantizer(
+    float_flatbuffer: bytes, config: QuantizationConfig, calibration_inputs=None, recipe: list[dict] | None = None
+):
     """Quantizes a float .tflite with AI Edge Quantizer (int4 weights, int8 on `int8_layers`, or a calibrated static
-    mode) and returns the new flatbuffer."""
-    _, quantizer, _ = _quantizer_modules()
+    mode; `recipe` replaces the one `config` implies) and returns the new flatbuffer."""
+    _, quantizer, _ = quantizer_modules()
     check_int8_layers(float_flatbuffer, config)
     try:
-        model = quantizer.Quantizer(float_flatbuffer, int4_recipe(config))
+        model = quantizer.Quantizer(float_flatbuffer, recipe or int4_recipe(config))
         calibration = None
         if config.mode in AEQ_STATIC_MODES:
             calibration = model.calibrate(_calibration_data(float_flatbuffer, calibration_inputs))

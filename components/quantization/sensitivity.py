@@ -56,15 +56,17 @@ def layer_of_tensor(tensor_name: str, layer_names: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def op_layers(keras_model, layer_names: list[str]) -> dict[str, str]:
-    """Output tensor name -> Keras layer for every op of the model's float .tflite.
+def op_layers(keras_model, layer_names: list[str], flatbuffer: bytes | None = None) -> dict[str, str]:
+    """Output tensor name -> Keras layer for every op of the model's float .tflite (`flatbuffer`, or converted here).
 
     Most ops' outputs carry their layer's name, but the model's last op is named after the signature
     (`StatefulPartitionedCall:0`); its weights (inputs after the first, the activation) still carry the layer's name.
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
+    if flatbuffer is None:
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    interpreter = Interpreter(model_content=flatbuffer)
     names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
     layers = {}
     # No public API lists ops; _get_ops_details is what LiteRT's own analyzer uses.
@@ -119,12 +121,15 @@ def rank_layers(keras_model, configure, inputs: np.ndarray) -> list[dict]:
     return sorted(by_layer.values(), key=lambda entry: -entry["rmse_over_scale"])
 
 
-def float_layer_nodes(ranking: list[dict], float_layers: list[str], float_top_k: int) -> tuple[list[str], list[str]]:
-    """The layers to keep in float (named ones, then the top k of the ranking not named) and their TFLite nodes."""
+def float_layer_nodes(
+    ranking: list[dict], float_layers: list[str], float_top_k: int, field: str = "float_layers"
+) -> tuple[list[str], list[str]]:
+    """The layers to keep (named ones, then the top k of the ranking not named) and their TFLite nodes; `field` names
+    the config field in the error for an unknown name."""
     known = {entry["layer"]: entry for entry in ranking}
     unknown = [name for name in float_layers if name not in known]
     if unknown:
-        raise ConfigError(f"float_layers {unknown} name no quantized layer of this model; choose from {sorted(known)}")
+        raise ConfigError(f"{field} {unknown} name no quantized layer of this model; choose from {sorted(known)}")
     chosen = list(float_layers)
     chosen += [entry["layer"] for entry in ranking if entry["layer"] not in chosen][:float_top_k]
     nodes = [tensor for name in chosen for tensor in known[name]["tensors"]]
@@ -146,11 +151,14 @@ def selective_quantize(keras_model, configure, inputs: np.ndarray, float_layers:
     return flatbuffer, ranking, chosen
 
 
-def write_sensitivity(ranking: list[dict], output_dir: str | os.PathLike, float_layers: list[str] = ()) -> Path:
-    """Writes layer_sensitivity.json (the ranking) and layer_sensitivity.png (a bar per layer) into `output_dir`."""
+def write_sensitivity(
+    ranking: list[dict], output_dir: str | os.PathLike, float_layers: list[str] = (), int16x8_layers: list[str] = ()
+) -> Path:
+    """Writes layer_sensitivity.json (the ranking, and the layers kept in float or 16x8) and layer_sensitivity.png
+    (a bar per layer) into `output_dir`."""
     output_dir = Path(output_dir)
     document = {"metric": "rmse_over_scale", "rounding_floor": ROUNDING_FLOOR, "float_layers": list(float_layers),
-                "layers": ranking}  # fmt: skip
+                "int16x8_layers": list(int16x8_layers), "layers": ranking}  # fmt: skip
     with atomic_output_file(output_dir / SENSITIVITY_JSON) as staging:
         staging.write_text(json.dumps(document, indent=2))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -161,10 +169,11 @@ def write_sensitivity(ranking: list[dict], output_dir: str | os.PathLike, float_
     ax = figure.subplots()
     names = [entry["layer"] for entry in ranking][::-1]
     values = [entry["rmse_over_scale"] for entry in ranking][::-1]
-    colors = ["tab:orange" if name in float_layers else "tab:blue" for name in names]
+    kept = {**{name: "tab:orange" for name in float_layers}, **{name: "tab:green" for name in int16x8_layers}}
+    colors = [kept.get(name, "tab:blue") for name in names]
     ax.barh(names, values, color=colors)
     ax.axvline(ROUNDING_FLOOR, color="0.5", linestyle="--", label="rounding floor (1/sqrt 12)")
-    ax.set_xlabel("int8 output RMSE / output scale (orange: kept in float)")
+    ax.set_xlabel("int8 output RMSE / output scale (orange: kept in float, green: 16x8)")
     ax.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     with atomic_output_file(output_dir / SENSITIVITY_PNG) as staging:

@@ -37,6 +37,7 @@ def search_config(args):
         "study_name": args.study_name,
         "families": args.family,
         "max_float_layers": args.max_float_layers,
+        "max_int16x8_layers": args.max_int16x8_layers,
     }
     data.update({key: value for key, value in overrides.items() if value is not None})
     data["evaluation"] = EvaluationConfig(
@@ -104,6 +105,11 @@ def add_commands(commands):
         help="technique chain to search (repeatable; default all)",
     )
     parser.add_argument("--max-float-layers", type=int, help="keep up to this many sensitive layers float (default 0)")
+    parser.add_argument(
+        "--max-int16x8-layers",
+        type=int,
+        help="aeq_static_int8 trials keep up to this many sensitive layers in 16x8 (default 0)",
+    )
     parser.add_argument("--calibration", help="calibration artifact from `edgeopt sample` for full-integer trials")
     parser.add_argument(
         "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"

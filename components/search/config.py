@@ -25,12 +25,14 @@ class ChainFamily(enum.StrEnum):
     PRUNE_CLUSTER = "prune_cluster"
 
 
-#: Quantize modes the search may draw; float16 and int16x8 keep more bytes than int8 and are left to recipes.
+#: Quantize modes the search may draw; float16 and whole-model int16x8 keep more bytes than int8 and are left to
+#: recipes (aeq_static_int8 trials may keep their most sensitive layers in 16x8: max_int16x8_layers).
 SEARCHABLE_MODES = (
     QuantizationMode.FULL_INTEGER,
     QuantizationMode.DYNAMIC_RANGE,
     QuantizationMode.INT4_WEIGHT_ONLY,
     QuantizationMode.INT4_DYNAMIC,
+    QuantizationMode.AEQ_STATIC_INT8,
 )
 
 
@@ -71,7 +73,7 @@ class SearchConfig(StrictConfig):
         min_length=1,
         description=(
             "Final quantize modes to draw from: full_integer, dynamic_range, int4_weight_only, int4_dynamic (int4 "
-            "through AI Edge Quantizer, channelwise)."
+            "through AI Edge Quantizer, channelwise), aeq_static_int8 (AI Edge Quantizer's static int8, int8 I/O)."
         ),
     )
     dense_granularities: list[DenseGranularity] = pydantic.Field(
@@ -103,6 +105,14 @@ class SearchConfig(StrictConfig):
             "(QuantizationConfig.float_top_k); 0 never keeps any."
         ),
     )
+    max_int16x8_layers: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Largest number of the most quantization-sensitive layers an aeq_static_int8 trial may keep in 16x8 "
+            "(QuantizationConfig.int16x8_top_k); 0 never keeps any."
+        ),
+    )
     prune_trials_above_drop: float | None = pydantic.Field(
         10.0,
         description=(
@@ -129,7 +139,7 @@ class SearchConfig(StrictConfig):
         unsupported = [mode.value for mode in self.quantize_modes if mode not in SEARCHABLE_MODES]
         if unsupported:
             raise ValueError(
-                f"quantize_modes {unsupported} are not searched; use full_integer, dynamic_range or an int4 mode "
-                "(run float16 or int16x8 as a fixed recipe)"
+                f"quantize_modes {unsupported} are not searched; use full_integer, dynamic_range, an int4 mode or "
+                "aeq_static_int8 (run float16 or int16x8 as a fixed recipe)"
             )
         return self

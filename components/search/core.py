@@ -21,7 +21,8 @@ from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
-from edgeopt.components.quantization.config import INT4_MODES, QuantizationMode
+from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
+from edgeopt.components.quantization.config import AEQ_MODES, QuantizationMode
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import (
     candidate_record,
@@ -48,8 +49,8 @@ CANDIDATE_ATTR = "candidate"
 #: The trial constraint: accuracy drop minus max_accuracy_drop (<= 0 is within budget; inf for failed trials).
 CONSTRAINT_KEY = "accuracy_drop_over_budget"
 WINNER_RULE = (
-    "among trials whose accuracy drop is within max_accuracy_drop, the smallest on the first objective; "
-    "ties go to the higher accuracy, then the earlier trial"
+    "among trials that passed their gate (accuracy drop within max_accuracy_drop), the smallest on the first "
+    "objective; ties go to the higher accuracy, then the smaller gzip size, then the earlier trial"
 )
 
 
@@ -106,13 +107,17 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
     quantize: dict = {"mode": mode}
-    if QuantizationMode(mode) not in INT4_MODES:  # int4 scales are AI Edge Quantizer's, not the converter's
+    if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
         granularities = [g.value for g in config.dense_granularities]
         quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
     if config.max_float_layers and mode == "full_integer":
         float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
         if float_top_k:
             quantize["float_top_k"] = float_top_k
+    if config.max_int16x8_layers and mode == QuantizationMode.AEQ_STATIC_INT8:
+        int16x8_top_k = trial.suggest_int("int16x8_top_k", 0, config.max_int16x8_layers)
+        if int16x8_top_k:
+            quantize["int16x8_top_k"] = int16x8_top_k
     steps.append({"technique": "quantize", "config": quantize})
     return RecipeConfig(
         name=f"trial_{trial.number:04d}",
@@ -290,6 +295,8 @@ def search(
         "calibration": {"source": "calibration artifact" if calibration_dir else "training split, seeded slice"},
         "candidates": candidates,
     }
+    # The one winner rule (evaluation/selection.py), recorded so --register-model and every face pick this winner.
+    report["selection"] = selection_record(candidates, selection_rule(config))
     winner = pick_winner(candidates, config)
     report["search"] = {
         "study_name": config.study_name,
@@ -313,15 +320,16 @@ class _TrialFailedError(Exception):
     """Ends a trial as FAIL in the study; its record (with the reason) is already stored."""
 
 
+def selection_rule(config: SearchConfig) -> SelectionConfig:
+    """WINNER_RULE as the one winner rule: every trial's gate is the budget (GateConfig(max_accuracy_drop)), so
+    "passed" is "within budget", and trial_NNNN names sort by trial number."""
+    return SelectionConfig(objective=config.objectives[0].value)
+
+
 def pick_winner(candidates: list[dict], config: SearchConfig) -> dict | None:
     """The best measured candidate within the budget by WINNER_RULE, or None when no trial is within it."""
-    first = config.objectives[0]
-    within = [
-        c for c in candidates if c.get("accuracy_drop") is not None and c["accuracy_drop"] <= config.max_accuracy_drop
-    ]
-    if not within:
-        return None
-    return min(within, key=lambda c: (objective_value(c, first), -c["accuracy"], c["trial"]["number"]))
+    index = select_winner(candidates, selection_rule(config))
+    return None if index is None else candidates[index]
 
 
 def pareto_points(report: dict, config: SearchConfig) -> list[dict]:
