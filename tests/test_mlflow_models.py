@@ -104,7 +104,7 @@ def test_challenger_loads_from_the_registry_and_identical_files_add_no_version(t
     assert parent.info.run_name.startswith("digits-20") and parent.info.run_name.endswith(first.job_id[:4])
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_registry_uri(uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # not mlflow.set_registry_uri: that would outlive the test
     loaded = mlflow.pyfunc.load_model("models:/digits@challenger")
     np.testing.assert_allclose(loaded.predict(batch()), TfliteRunner(tflites[0]).predict(batch()), rtol=0, atol=0)
 
@@ -138,7 +138,7 @@ def test_a_copied_output_folder_keeps_working_after_the_original_is_gone(tflites
     experiment = client.get_experiment_by_name("edgeopt")
     assert experiment.artifact_location == (copy / "mlartifacts").resolve().as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_registry_uri(uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # not mlflow.set_registry_uri: that would outlive the test
     for version, tflite in (("1", tflites[0]), ("2", tflites[1])):
         loaded = mlflow.pyfunc.load_model(f"models:/digits/{version}")
         np.testing.assert_allclose(loaded.predict(batch()), TfliteRunner(tflite).predict(batch()), rtol=0, atol=0)

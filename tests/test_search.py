@@ -175,7 +175,7 @@ def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, 
     passed = [c for c in report["candidates"] if c["gate"]["passed"]]
     assert winner == min(passed, key=lambda c: c["latency_ms"]["p50"])["recipe"]  # the search's first objective
     assert report["selection"] == {"rule": {"objective": "latency_p50", "among": "passed"}, "winner": winner}
-    client = MlflowClient(store)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
     children = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
     assert sorted(children) == ["trial_0000", "trial_0001"]
