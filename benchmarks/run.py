@@ -557,7 +557,7 @@ def main() -> int:
         "mlflow_logging_cost": stored_results("mlflow_logging_cost.json"),
     }
     results["machine"]["load_average_end"] = list(os.getloadavg())
-    results["wall_s"] = time.perf_counter() - started
+    results["wall_s"] = wall_s = time.perf_counter() - started
 
     if partial:
         results = merge_into_stored(results, results_dir / "latest.json", chosen)
@@ -570,7 +570,7 @@ def main() -> int:
     plot = report.pareto_plot(results, results_dir / "pareto.png")
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(report.render(results, plot_path=os.path.relpath(plot, markdown.parent)))
-    print(f"[bench] wrote {results_dir / 'latest.json'}, {plot}, {markdown} in {results['wall_s']:.0f} s", flush=True)
+    print(f"[bench] wrote {results_dir / 'latest.json'}, {plot}, {markdown} in {wall_s:.0f} s", flush=True)
     if not args.work:
         shutil.rmtree(bench.work, ignore_errors=True)
     if results["errors"]:
