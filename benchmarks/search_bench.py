@@ -86,6 +86,7 @@ def run_search(model: dict, fixed_report: dict, out: Path, *, trials: int, max_e
         "within_budget": sum(1 for c in report["candidates"] if c["gate"]["passed"]),
         "pruned": sum(1 for state in states if "pruned after" in state),
         "failed": sum(1 for state in states if state and "pruned after" not in state),
+        "failures": sorted({state.split(":")[0] for state in states if state and "pruned after" not in state}),
         "wall_s": summary["wall_seconds_this_run"],
         "trial_s_sum": summary["trial_seconds_this_run"],
         "search_call_s": call_s,
@@ -242,8 +243,11 @@ def _study_lines(name: str, row: dict, budget: float) -> list[str]:
             f"{_cell(candidate, 'size_ratio', '.2f')} | {_cell(candidate, 'accuracy_drop', '.2f')} |"
         )
     parts = [f"\nWinner's parameters: `{(winner or {}).get('params')}`."]
-    if row["fewer_gzip_bytes"] is not None:
-        parts.append(f"{100 * row['fewer_gzip_bytes']:.1f} % fewer gzip bytes than the best fixed recipe;")
+    fewer = row["fewer_gzip_bytes"]
+    if fewer is not None:
+        parts.append(
+            f"{abs(100 * fewer):.1f} % {'fewer' if fewer >= 0 else 'more'} gzip bytes than the best fixed recipe;"
+        )
     if row["trials_to_beat_by_15pct"]:
         parts.append(f"the first trial within budget and 15 % smaller was trial {row['trials_to_beat_by_15pct']}.")
     else:
