@@ -37,6 +37,7 @@ compile: install
 	$(IN_ENV) python -m edgeopt.pipelines.kfp_pipeline
 
 # Benchmarks, not tests (about 16-18 min on 2 cores): writes benchmarks/results/latest.json, pareto.png and BENCHMARKS.md.
+# One section alone (merged into latest.json): scripts/in-env python benchmarks/run.py --sections search (~2.5 min).
 bench: install
 	EDGEOPT_BENCH_COMMIT=$$(git rev-parse HEAD 2>/dev/null) \
 	EDGEOPT_BENCH_CHANGED_FILES=$$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l) \

@@ -1,7 +1,7 @@
 """The benchmark's Markdown tables, rendered by tabulate from the results; the prose around them lives in
 templates/BENCHMARKS.md.j2."""
 
-from report_targets import DIGITS, REFERENCES, field, matched_medians, matched_times
+from report_targets import DIGITS, REFERENCES, field, is_share, matched_medians, matched_times
 from tabulate import tabulate
 
 
@@ -67,7 +67,7 @@ def recipes_table(model) -> str:
 def targets_table(results) -> str:
     rows = []
     for target in results.get("targets", []):
-        value, share = target["measured"], target["id"] == "mlflow_share"
+        value, share = target["measured"], is_share(target["id"])
         shown = "-" if value is None else (f"{100 * value:.1f} %" if share else f"{value:.2f}")
         threshold = f"{target['op']} " + (f"{100 * target['threshold']:.0f} %" if share else f"{target['threshold']:g}")
         verdict = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]

@@ -3,6 +3,8 @@ miss. Thresholds are data; every verdict is computed from the measured results."
 
 import statistics
 
+import search_bench
+
 DIGITS, MOBILENET = "digits_cnn", "mobilenet_v2_035"
 
 # What the tfmot tutorials publish, and what bits allow. `metric` is the column the claim is about.
@@ -105,7 +107,12 @@ def target_rows(results):
     mlflow = ((results.get("recipes_run") or {}).get(DIGITS) or {}).get("mlflow")
     rows.append(("mlflow_share", "MLflow logging share of the tracked job's wall time",
                  mlflow["share"] if mlflow else None, "<=", MAX_MLFLOW_SHARE))  # fmt: skip
-    return rows
+    return rows + search_bench.target_rows(results)
+
+
+def is_share(target_id: str) -> bool:
+    """Targets measured as a fraction, shown in %."""
+    return target_id == "mlflow_share" or target_id.startswith("search_fewer_gzip")
 
 
 def evaluate_targets(results) -> list[dict]:

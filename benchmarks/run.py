@@ -13,13 +13,16 @@ One process, one run, in this order (every ratio below is measured in this same 
   6. TFX's own TFLite rewriter against edgeopt's export and quantization;
   7. two recipes through the core, a minimal TFX LocalDagRunner pipeline and kfp.local (benchmarks/orchestration.py);
   8. distillation against the same student trained on labels only (benchmarks/topology.py);
-  9. the calibration sampler's and MLflow's stored results (benchmarks/calibration_sampler.py,
+  9. the budgeted search against the best fixed recipe, and selective quantization (benchmarks/search_bench.py);
+ 10. the calibration sampler's and MLflow's stored results (benchmarks/calibration_sampler.py,
      benchmarks/mlflow_logging_cost.py), when present.
 Writes benchmarks/results/latest.json, benchmarks/results/pareto.png and BENCHMARKS.md (benchmarks/report.py).
 
-Usage: scripts/in-env python benchmarks/run.py [--quick] [--results DIR] [--markdown FILE] [--work DIR]
-`--quick` (a few minutes, for development) trains less, runs fewer recipes and repeats, and writes under
-/tmp/edgeopt-bench-quick unless told otherwise.
+Usage: scripts/in-env python benchmarks/run.py [--quick] [--sections LIST] [--results DIR] [--markdown FILE]
+[--work DIR]. `--quick` (a few minutes, for development) trains less, runs fewer recipes and repeats, and writes
+under /tmp/edgeopt-bench-quick unless told otherwise. `--sections search` (or any comma-separated subset of
+SECTIONS) runs only those sections, plus the models and recipe jobs they need, and merges their results into the
+existing latest.json before rendering BENCHMARKS.md again.
 """
 
 import argparse
@@ -53,6 +56,8 @@ PACKAGES = (
     "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tfx", "kfp", "mlflow",
     "apache-beam", "numpy", "edgeopt",
 )  # fmt: skip
+#: Sections --sections may name; "recipes" (the recipe jobs on both models) runs whenever a chosen section needs it.
+SECTIONS = ("recipes", "latency", "tuning", "tutorial", "tfx_rewriter", "orchestration", "topology", "search")
 TUTORIAL_MATCHES = {"ptq_int8": "ptq_int8", "prune80_int8": "prune", "cluster16_int8": "cluster", "qat": "qat"}
 
 
@@ -138,6 +143,8 @@ class Bench:
             "train_s": time.perf_counter() - started,
             "input": "8x8x1",
         }
+        if not self.needs_mobilenet():
+            return {name: self.model_summary(name) for name in self.models}
         examples32 = write_digits32_examples(examples, self.work / "mobilenet" / "examples")
         started = time.perf_counter()
         model32, info = train_mobilenet_baseline(
@@ -157,6 +164,9 @@ class Bench:
 
         self.models["digits_cnn"]["params"] = int(load_keras_model(model).count_params())
         return {name: self.model_summary(name) for name in self.models}
+
+    def needs_mobilenet(self) -> bool:
+        return set(self.args.sections) != {"search"} or self.args.search_mobilenet_trials > 0
 
     def model_summary(self, name):
         model = self.models[name]
@@ -340,6 +350,21 @@ class Bench:
             for name in recipes
         ]
 
+    # ---- 9. budgeted search ----------------------------------------------------------------------------------------
+    def search(self):
+        import search_bench
+
+        quick = self.quick
+        return search_bench.compare(
+            self.models,
+            self.work,
+            trials=4 if quick else self.args.search_trials,
+            max_epochs=1 if quick else self.args.search_epochs,
+            mobilenet_trials=0 if quick else self.args.search_mobilenet_trials,
+            source=self.results["source"],
+            cpu_model=self.results["machine"]["cpu_model"],
+        )
+
     # ---- results ---------------------------------------------------------------------------------------------------
     def last_step_accuracy(self, name, recipe):
         """Keras accuracy of the last training step a failed recipe completed: was the model or the conversion off?"""
@@ -448,6 +473,22 @@ def matched_params(recipe) -> dict:
     return params
 
 
+def merge_into_stored(results: dict, latest: Path, chosen: set) -> dict:
+    """A partial run's sections over the last full run's latest.json: the page keeps the other sections (and the
+    full run's header); each merged section carries its own run metadata where it has any (the search does)."""
+    if not latest.exists():
+        return results
+    merged = json.loads(latest.read_text())
+    for name in chosen - {"recipes", "latency"}:
+        if name in results:
+            merged[name] = results[name]
+    # The recipe jobs a partial run repeats only feed its own sections: the full run's timings and errors stay.
+    merged.setdefault("sections_s", {}).update({k: v for k, v in results["sections_s"].items() if k in chosen})
+    errors = {k: v for k, v in (merged.get("errors") or {}).items() if k not in chosen}
+    merged["errors"] = {**errors, **{k: v for k, v in results["errors"].items() if k in chosen or k == "models"}}
+    return merged
+
+
 def stored_results(name: str):
     path = HERE / "results" / name
     return json.loads(path.read_text()) if path.exists() else None
@@ -464,7 +505,22 @@ def main() -> int:
         help="comma-separated recipes run on MobileNetV2 (default all; the MobileNetV2 job is most of the run)",
     )
     parser.add_argument("--work", help="scratch folder (default: a new temporary folder, removed at the end)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)}); a subset merges into latest.json",
+    )
+    parser.add_argument("--search-trials", type=int, default=40, help="trials of the digits search (default 40)")
+    parser.add_argument("--search-epochs", type=int, default=2, help="most fine-tuning epochs per search trial step")
+    parser.add_argument(
+        "--search-mobilenet-trials", type=int, default=0, help="also search MobileNetV2 with N trials (default 0)"
+    )
     args = parser.parse_args()
+    args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    partial = set(args.sections) != set(SECTIONS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     quick_root = Path("/tmp/edgeopt-bench-quick")
     results_dir = Path(args.results) if args.results else (quick_root if args.quick else HERE / "results")
@@ -472,31 +528,39 @@ def main() -> int:
     started = time.perf_counter()
     bench = Bench(args)
     results = bench.results
+    chosen = set(args.sections)
     results["models_info"] = bench.section("models", bench.prepare_models)
     if bench.models:
         results["recipes_run"] = {}
         for name in bench.models:
-            results["recipes_run"][name] = bench.section(
-                f"recipes:{name}", bench.run_recipes, name, tracked=(name == "digits_cnn")
-            )
-        for name in bench.models:
-            bench.section(f"latency:{name}", bench.measure_latency, name)
+            # The search compares against the fixed recipes on the same model; the other sections read their jobs.
+            tracked = name == "digits_cnn" and "recipes" in chosen
+            results["recipes_run"][name] = bench.section(f"recipes:{name}", bench.run_recipes, name, tracked=tracked)
+        if chosen & {"recipes", "latency"}:
+            for name in bench.models:
+                bench.section(f"latency:{name}", bench.measure_latency, name)
         results["models"] = bench.collect_models()
-        results["tuning"] = bench.section("tuning", bench.tuning)
-        results["tutorial"] = bench.section("tutorial", bench.tutorial_baseline)
-        results["tfx_rewriter"] = bench.section("tfx_rewriter", bench.tfx_rewriter)
-        results["orchestration"] = bench.section("orchestration", bench.orchestration)
-        import topology
+        for name, method in (("tuning", bench.tuning), ("tutorial", bench.tutorial_baseline),
+                             ("tfx_rewriter", bench.tfx_rewriter), ("orchestration", bench.orchestration)):  # fmt: skip
+            if name in chosen:
+                results[name] = bench.section(name, method)
+        if "topology" in chosen:
+            import topology
 
-        results["topology"] = bench.section(
-            "topology", topology.compare_distillation, bench.models, bench.work, quick=bench.quick
-        )
+            results["topology"] = bench.section(
+                "topology", topology.compare_distillation, bench.models, bench.work, quick=bench.quick
+            )
+        if "search" in chosen:
+            results["search"] = bench.section("search", bench.search)
     results["stored"] = {
         "calibration_sampler": stored_results("calibration_sampler.json"),
         "mlflow_logging_cost": stored_results("mlflow_logging_cost.json"),
     }
     results["machine"]["load_average_end"] = list(os.getloadavg())
-    results["wall_s"] = time.perf_counter() - started
+    results["wall_s"] = wall_s = time.perf_counter() - started
+
+    if partial:
+        results = merge_into_stored(results, results_dir / "latest.json", chosen)
 
     import report
 
@@ -506,7 +570,7 @@ def main() -> int:
     plot = report.pareto_plot(results, results_dir / "pareto.png")
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(report.render(results, plot_path=os.path.relpath(plot, markdown.parent)))
-    print(f"[bench] wrote {results_dir / 'latest.json'}, {plot}, {markdown} in {results['wall_s']:.0f} s", flush=True)
+    print(f"[bench] wrote {results_dir / 'latest.json'}, {plot}, {markdown} in {wall_s:.0f} s", flush=True)
     if not args.work:
         shutil.rmtree(bench.work, ignore_errors=True)
     if results["errors"]:

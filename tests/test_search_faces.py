@@ -2,6 +2,8 @@
 compiled with its search_model step, and the search's winner joining the KFP selection."""
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -114,3 +116,67 @@ def test_the_search_winner_joins_the_kfp_selection_from_a_moved_folder(tiny_mode
     assert bundled.read_bytes() == (tmp_path / "moved" / relative).read_bytes()
     report = json.loads((tmp_path / "bundle" / "report.json").read_text())
     assert [c["recipe"] for c in report["candidates"]] == [expected] and report["selection"]["winner"] == expected
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str, language: str = "python") -> str:
+    match = re.search(rf"<!-- {marker} -->\s*```{language}\n(.*?)```", README.read_text(), re.S)
+    assert match, f"README.md lost its {marker} block"
+    return match.group(1)
+
+
+def test_readme_search_cli_example_parses_to_the_config_it_promises():
+    from edgeopt.components.cli import build_parser
+    from edgeopt.components.search.cli_commands import search_config
+
+    argv = shlex.split(readme_block("tested-search-cli", "bash").replace("\\\n", " "))
+    assert argv[:2] == ["edgeopt", "search"]
+    args = build_parser().parse_args(argv[1:])
+    config = search_config(args)
+    assert (config.trials, config.max_accuracy_drop, config.max_float_layers) == (40, 1.0, 1)
+    assert args.out == "search-output" and [o.value for o in config.objectives] == ["gzip_bytes"]
+
+
+@pytest.mark.slow
+def test_readme_search_python_example_runs(tiny_model, digits_data, tmp_path, monkeypatch):
+    from edgeopt.components.search import core
+
+    real_search = core.search
+
+    def two_trials(model_path, config, *args, **kwargs):  # the README's 40 trials, cut to 2 for the test
+        fewer = SearchConfig.from_dict({**config.model_dump(mode="json"), "trials": 2, "families": ["ptq"]})
+        return real_search(model_path, fewer, *args, **kwargs)
+
+    monkeypatch.setattr(core, "search", two_trials)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model": tiny_model, "data": digits_data}
+    exec(readme_block("tested-search-python"), namespace)
+    assert namespace["report"]["search"]["winner"] == namespace["report"]["selection"]["winner"]
+    assert (tmp_path / "search-output" / "pareto.json").exists()
+
+
+def test_readme_search_tfx_and_kfp_examples_build_the_steps(tmp_path, monkeypatch):
+    from tfx import v1 as tfx
+
+    example_gen = tfx.components.CsvExampleGen(input_base=str(tmp_path / "csv"))
+    trainer = tfx.components.Trainer(
+        run_fn="edgeopt.pipelines.digits_trainer_module.run_fn",
+        examples=example_gen.outputs["examples"],
+        train_args=tfx.proto.TrainArgs(num_steps=1),
+        eval_args=tfx.proto.EvalArgs(num_steps=1),
+    )
+    namespace = {
+        "trainer": trainer,
+        "example_gen": example_gen,
+        "module_file": "edgeopt.pipelines.digits_trainer_module",
+    }
+    exec(readme_block("tested-search-tfx"), namespace)
+    searcher = namespace["searcher"]
+    assert searcher.id == "Optimize_search" and json.loads(searcher.exec_properties[SEARCH_KEY])["trials"] == 40
+
+    monkeypatch.chdir(tmp_path)
+    exec(readme_block("tested-search-kfp"), {})
+    tasks = yaml.safe_load((tmp_path / "retrain_search_compress.yaml").read_text())["root"]["dag"]["tasks"]
+    assert "search_results" in tasks["select-winner"]["inputs"]["artifacts"]

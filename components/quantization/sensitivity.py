@@ -152,13 +152,18 @@ def selective_quantize(keras_model, configure, inputs: np.ndarray, float_layers:
 
 
 def write_sensitivity(
-    ranking: list[dict], output_dir: str | os.PathLike, float_layers: list[str] = (), int16x8_layers: list[str] = ()
+    ranking: list[dict],
+    output_dir: str | os.PathLike,
+    float_layers: list[str] = (),
+    int16x8_layers: list[str] = (),
+    int16x8_gains: list[dict] = (),
 ) -> Path:
-    """Writes layer_sensitivity.json (the ranking, and the layers kept in float or 16x8) and layer_sensitivity.png
-    (a bar per layer) into `output_dir`."""
+    """Writes layer_sensitivity.json (the ranking, the layers kept in float or 16x8, and with int16x8_top_k what
+    16x8 gained per layer) and layer_sensitivity.png (a bar per layer) into `output_dir`."""
     output_dir = Path(output_dir)
     document = {"metric": "rmse_over_scale", "rounding_floor": ROUNDING_FLOOR, "float_layers": list(float_layers),
-                "int16x8_layers": list(int16x8_layers), "layers": ranking}  # fmt: skip
+                "int16x8_layers": list(int16x8_layers), "int16x8_gains": list(int16x8_gains),
+                "layers": ranking}  # fmt: skip
     with atomic_output_file(output_dir / SENSITIVITY_JSON) as staging:
         staging.write_text(json.dumps(document, indent=2))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
