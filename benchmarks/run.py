@@ -497,6 +497,9 @@ def main() -> int:
         "calibration_sampler": stored_results("calibration_sampler.json"),
         "mlflow_logging_cost": stored_results("mlflow_logging_cost.json"),
     }
+    import memory  # peak RSS and time per example at two data sizes; needs no model above (benchmarks/memory.py)
+
+    results["memory"] = bench.section("memory", memory.measure, bench.work, quick=bench.quick)
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["wall_s"] = time.perf_counter() - started
 
