@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import jinja2
+import memory
 import report_tables as tables
 import search_bench
 import topology
@@ -100,6 +101,7 @@ def render(results, *, plot_path: str = "benchmarks/results/pareto.png") -> str:
         "sampler": stored.get("calibration_sampler"),
         "tuning_table": tables.tuning_table(results["tuning"]) if results.get("tuning") else "",
         "tuning": tuning_rows(results),
+        "memory": memory.render(results),
     }
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),

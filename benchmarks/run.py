@@ -57,7 +57,7 @@ PACKAGES = (
     "apache-beam", "numpy", "edgeopt",
 )  # fmt: skip
 #: Sections --sections may name; "recipes" (the recipe jobs on both models) runs whenever a chosen section needs it.
-SECTIONS = ("recipes", "latency", "tuning", "tutorial", "tfx_rewriter", "orchestration", "topology", "search")
+SECTIONS = ("recipes", "latency", "tuning", "tutorial", "tfx_rewriter", "orchestration", "topology", "search", "memory")
 TUTORIAL_MATCHES = {"ptq_int8": "ptq_int8", "prune80_int8": "prune", "cluster16_int8": "cluster", "qat": "qat"}
 
 
@@ -556,6 +556,10 @@ def main() -> int:
         "calibration_sampler": stored_results("calibration_sampler.json"),
         "mlflow_logging_cost": stored_results("mlflow_logging_cost.json"),
     }
+    if "memory" in chosen:
+        import memory  # peak RSS and time per example at two data sizes; needs no model above (benchmarks/memory.py)
+
+        results["memory"] = bench.section("memory", memory.measure, bench.work, quick=bench.quick)
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["wall_s"] = wall_s = time.perf_counter() - started
 
