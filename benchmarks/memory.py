@@ -133,7 +133,7 @@ def time_one_epoch(which: str, model_dir: str, examples: str, count: int) -> dic
     model = load_keras_model(model_dir)
     cpu_started, started = _cpu_seconds(), time.perf_counter()
     if which == "edgeopt":
-        fine_tune(model, data, config, from_logits=True, verbose=0)
+        fine_tune(model, data, config, from_logits=True)
     else:
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),

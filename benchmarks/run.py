@@ -43,9 +43,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import edgeopt.components  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from mobilenet_digits import SMALL_SPLIT  # noqa: E402
 
-SMALL_SPLIT = 100_000  # the benchmarks' splits (digits, 8x8 and 32x32) are small: read them whole
+import edgeopt.components  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 QUICK_RECIPES = ("ptq_int8", "ptq_fp16", "qat", "prune80_int8", "cluster16_int8", "pcqat")
 # On MobileNetV2 every step saves and reloads a ~150-layer SavedModel and converts it (about 20 s each on this

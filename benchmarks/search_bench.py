@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mobilenet_digits import SMALL_SPLIT
 
 BUDGET = 1.0
 SELECTIVE_TARGETS = {"max_drop": 1.0, "min_size_ratio": 3.0}
@@ -56,7 +57,7 @@ def run_search(model: dict, fixed_report: dict, out: Path, *, trials: int, max_e
         evaluation=EvaluationConfig(timed_runs=5, warmup_runs=1),
     )
     started = time.perf_counter()
-    report = search(model["model_dir"], config, out, data=model["data"], verbose=0)
+    report = search(model["model_dir"], config, out, data=model["data"])
     call_s = time.perf_counter() - started
     summary = report["search"]
     winner = next((c for c in report["candidates"] if c["recipe"] == summary["winner"]), None)
@@ -133,7 +134,7 @@ def selective_quantization(model: dict, work: Path) -> list[dict]:
     from edgeopt.components.recipes.config import RecipeConfig
     from edgeopt.components.recipes.core import optimize
 
-    inputs, _ = model["data"].arrays(model["data"].train_split)
+    inputs, _ = model["data"].take(model["data"].train_split, SMALL_SPLIT)
     ptq = RecipeConfig.builtin("ptq_int8")
     rows = []
     for label, breaker, recipe_name, quantize in SELECTIVE_CASES:
@@ -144,7 +145,7 @@ def selective_quantization(model: dict, work: Path) -> list[dict]:
             **ptq.steps[0].config.model_dump(mode="json", exclude_unset=True), **LENIENT}}])  # fmt: skip
         selective = RecipeConfig(name=recipe_name, steps=[{"technique": "quantize", "config": quantize}])
         report = optimize(model_dir, [plain, selective], work / recipe_name / "job", data=model["data"],
-                          evaluation=EvaluationConfig(timed_runs=5, warmup_runs=1), verbose=0)  # fmt: skip
+                          evaluation=EvaluationConfig(timed_runs=5, warmup_runs=1))  # fmt: skip
         by_name = {c["recipe"]: c for c in report["candidates"]}
         kept = None
         for step in by_name[recipe_name].get("step_records", []):

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-SMALL_SPLIT = 100_000  # the benchmarks' splits (digits, 8x8 and 32x32) are small: read them whole
+from mobilenet_digits import SMALL_SPLIT
 
 #: CPU features that decide whether int8 kernels beat float ones (VNNI dot products, AVX-512) on x86.
 INT8_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")

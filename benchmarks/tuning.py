@@ -99,7 +99,7 @@ def sweep(model_dir, data, baseline: Evaluation, work: Path, *, quick: bool = Fa
         for technique_name, config in step.items():
             technique = TECHNIQUES[technique_name]
             trained = folder / technique_name
-            outcome = technique.function()(model_dir, technique.config()(**config), trained, data=data, verbose=0)
+            outcome = technique.function()(model_dir, technique.config()(**config), trained, data=data)
             result = {
                 key: value
                 for key, value in outcome.to_dict().items()

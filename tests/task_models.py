@@ -59,6 +59,25 @@ def diabetes() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"clinical": _standardized(data.data)}, (data.target / 100.0).astype(np.float32)
 
 
+def diabetes_spec():
+    """The data spec of `diabetes()` written by `write_examples`: one 10-value input, a float label, regression."""
+    from edgeopt.components._shared.data_spec import DataSpec
+
+    return DataSpec(
+        features=[{"key": "clinical", "shape": [10]}], label_key="label", label_dtype="float32", task="regression"
+    )
+
+
+def regression_task(folder) -> tuple[Path, "object"]:
+    """The diabetes regressor and its data (TrainingData) under `folder`: examples/ and model/."""
+    from edgeopt.components._shared.data import load_training_data
+
+    features, targets = diabetes()
+    examples = write_examples(Path(folder) / "examples", features, targets)
+    model = regressor(Path(folder) / "model", features, targets)
+    return model, load_training_data(examples, data_spec=diabetes_spec())
+
+
 def breast_cancer() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """569 tumours, 30 standardized features, 0/1 label."""
     from sklearn.datasets import load_breast_cancer

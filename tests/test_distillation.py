@@ -219,8 +219,7 @@ def test_a_regressor_distills_its_outputs_directly(tmp_path):
     features, targets = task_models.diabetes()
     examples = task_models.write_examples(tmp_path / "examples", features, targets)
     teacher_path = task_models.regressor(tmp_path / "teacher", features, targets)
-    spec = DataSpec(features=[{"key": "clinical", "shape": [10]}], label_key="label", label_dtype="float32",
-                    task="regression")  # fmt: skip
+    spec = task_models.diabetes_spec()
     data = load_training_data(examples, data_spec=spec)
     inputs, _ = whole_split(data, "eval")
     teacher_outputs = load_keras_model(teacher_path)(inputs).numpy()

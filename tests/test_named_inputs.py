@@ -160,9 +160,7 @@ def test_regressor_is_scored_and_gated_on_mae(tmp_path):
     features, targets = task_models.diabetes()
     examples = task_models.write_examples(tmp_path / "examples", features, targets)
     model = task_models.regressor(tmp_path / "model", features, targets)
-    spec = DataSpec(features=[{"key": "clinical", "shape": [10]}], label_key="label", label_dtype="float32",
-                    task="regression")  # fmt: skip
-    data = load_training_data(examples, data_spec=spec)
+    data = load_training_data(examples, data_spec=task_models.diabetes_spec())
     recipes = [
         RecipeConfig(**{**INT8, "gate": {"max_metric_drop": 0.02}}),
         RecipeConfig(name="builtin_gate", steps=INT8["steps"], gate={"max_accuracy_drop": 1.0}),

@@ -55,13 +55,13 @@ def test_search_resumes_without_rerunning_finished_trials(tiny_model, digits_dat
 
     monkeypatch.setattr(search_core, "run_recipe", counting_run_recipe)
     out = tmp_path / "search"
-    first = search_core.search(tiny_model, SearchConfig(trials=2, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    first = search_core.search(tiny_model, SearchConfig(trials=2, **PTQ_ONLY), out, data=digits_data)
     assert recipes_run == ["trial_0000", "trial_0001"]
     assert first["search"]["trials"] == 2
     started = {c["recipe"]: c["trial"] for c in first["candidates"]}
 
     # The same folder and study with 4 trials in total: only trials 2 and 3 run.
-    second = search_core.search(tiny_model, SearchConfig(trials=4, **PTQ_ONLY), out, data=digits_data, verbose=0)
+    second = search_core.search(tiny_model, SearchConfig(trials=4, **PTQ_ONLY), out, data=digits_data)
     assert recipes_run == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
@@ -103,7 +103,7 @@ def test_a_stale_running_trial_is_marked_failed_and_not_counted(tiny_model, digi
     out.mkdir()
     config = SearchConfig(trials=1, **PTQ_ONLY)
     search_core.open_study(config, out).ask()  # a trial a killed process left RUNNING
-    report = search_core.search(tiny_model, config, out, data=digits_data, verbose=0)
+    report = search_core.search(tiny_model, config, out, data=digits_data)
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert [c["recipe"] for c in report["candidates"]] == ["trial_0001"]
@@ -128,7 +128,7 @@ def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digit
         block_sizes=[(1, 1)],
         evaluation=FAST_EVALUATION,
     )
-    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     assert report["search"]["sampler"] == "NSGAIISampler"
     (candidate,) = report["candidates"]
     assert candidate["steps"] == ["prune", "quantize"]
@@ -142,7 +142,7 @@ def test_aeq_static_trials_keep_the_drawn_layers_in_16x8(tiny_model, digits_data
     config = SearchConfig(
         trials=2, families=["ptq"], quantize_modes=["aeq_static_int8"], max_int16x8_layers=1, evaluation=FAST_EVALUATION
     )
-    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     drawn = {c["recipe"]: c["trial"]["params"]["int16x8_top_k"] for c in report["candidates"]}
     assert 1 in drawn.values()  # the seeded sampler draws it; each trial is then checked against what it drew
     for candidate in report["candidates"]:
@@ -181,7 +181,20 @@ def test_cli_search_logs_each_trial_as_a_child_run(tiny_model, digits_examples, 
     assert sorted(children) == ["trial_0000", "trial_0001"]
     assert all(run.info.status == "FINISHED" for run in runs)
     # --register-model registers the search's winner (not optimize's default, the smallest gzip size) as challenger.
-    assert client.get_model_version_by_alias("tiny-search", "challenger").run_id == children[winner].info.run_id
+    challenger = client.get_model_version_by_alias("tiny-search", "challenger")
+    assert challenger.run_id == children[winner].info.run_id
+
+    # Promoted to champion, it gates the next scheduled search as it gates optimize: measured on the same data.
+    client.set_registered_model_alias("tiny-search", "champion", challenger.version)
+    again = tmp_path / "again"
+    assert main([str(again) if arg == str(out) else arg for arg in argv]) == 0
+    second = json.loads((again / "report.json").read_text())
+    assert second["search"]["gated_against_champion"] is True
+    chosen = next(c for c in report["candidates"] if c["recipe"] == winner)
+    assert second["champion"]["tflite_bytes"] == chosen["tflite_bytes"]
+    for candidate in second["candidates"]:
+        loses = candidate["accuracy"] < second["champion"]["accuracy"]
+        assert candidate["gate"]["passed"] == (candidate["accuracy_drop"] <= 1.0 and not loses)
 
     assert main([*argv[:-4], "--budget", "max_drop=1", "--no-tracking"]) == 2
     assert "max_accuracy_drop=1.0" in capsys.readouterr().err
@@ -220,7 +233,7 @@ def test_fine_tuning_trials_are_pruned_on_per_epoch_accuracy(tiny_model, digits_
         trials=1, families=["prune"], min_epochs=3, max_epochs=3, prune_trials_above_drop=-100.0,
         evaluation=FAST_EVALUATION,
     )  # fmt: skip
-    report = search_core.search(tiny_model, config, tmp_path, data=digits_data, verbose=0)
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     (trial,) = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}").trials
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert sorted(trial.intermediate_values) == [0, 1]  # epoch 1 (warm-up) and epoch 2, then stopped
@@ -285,7 +298,11 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
         quantize_modes=["full_integer", "int4_weight_only", "aeq_static_int8"], max_float_layers=2, max_int16x8_layers=2
     )
     recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(params), config)
-    assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == quantize
+    # Trials are checked by their gate on the eval split, not by top-1 agreement with the Keras model.
+    assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == {
+        **quantize,
+        "validation": {"min_top1_agreement": 0.0},
+    }
     assert recipe.gate.max_accuracy_drop == 1.0
 
     chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,

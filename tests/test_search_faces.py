@@ -104,7 +104,7 @@ def test_kfp_pipeline_compiles_with_the_search_step_feeding_the_selection(tmp_pa
 def test_the_search_winner_joins_the_kfp_selection_from_a_moved_folder(tiny_model, digits_data, tmp_path):
     from edgeopt.pipelines.steps import bundle_candidates
 
-    ran = search(tiny_model, SearchConfig.from_dict(PTQ_SEARCH), tmp_path / "search-step", data=digits_data, verbose=0)
+    ran = search(tiny_model, SearchConfig.from_dict(PTQ_SEARCH), tmp_path / "search-step", data=digits_data)
     # Each KFP step sees an artifact at its own local path: the report's absolute paths are the search step's.
     shutil.move(tmp_path / "search-step", tmp_path / "moved")
     winner, markdown = bundle_candidates([], {}, tmp_path / "bundle", tiny_model, search_dir=str(tmp_path / "moved"))

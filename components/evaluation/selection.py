@@ -45,8 +45,9 @@ def _metric(candidate: dict) -> float:
     return metric_score(candidate)
 
 
-def _objective_value(candidate: dict, objective: Objective) -> float:
-    """Smaller is better for every objective (the metric is negated)."""
+def objective_value(candidate: dict, objective: Objective | str) -> float:
+    """Smaller is better for every objective (the metric is negated); inf for a candidate without the number."""
+    objective = Objective(objective)
     if objective is Objective.METRIC:
         return -_metric(candidate)
     if objective is Objective.LATENCY_P50:
@@ -83,7 +84,7 @@ def select_winner(candidates: list[dict], rule: SelectionConfig | dict | None = 
         candidate = candidates[index]
         gzip = candidate.get("gzip_bytes")
         return (
-            _objective_value(candidate, rule.objective),
+            objective_value(candidate, rule.objective),
             -_metric(candidate),
             math.inf if gzip is None else gzip,
             str(candidate.get("recipe", "")),

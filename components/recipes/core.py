@@ -113,6 +113,23 @@ def evaluate_baseline(
     return evaluate_tflite(conversion.tflite_path, data, evaluation), conversion.to_dict()
 
 
+def baseline_record(baseline: Evaluation, conversion: dict, model_path: Path, model_digest: str) -> dict:
+    """report.json's `baseline`: the float .tflite's numbers and the input model it was exported from."""
+    return {
+        "tflite_path": baseline.tflite_path,
+        "tflite_bytes": baseline.tflite_bytes,
+        "gzip_bytes": baseline.gzip_bytes,
+        "accuracy": baseline.accuracy,
+        "metric": baseline.metric,
+        "latency_ms": baseline.latency_ms,
+        "max_abs_diff": conversion["max_abs_diff"],
+        "non_weight_bytes_share": non_weight_bytes_share(baseline.tflite_path),
+        "model_path": str(model_path),
+        "model_digest": model_digest,
+        "num_eval_examples": baseline.num_eval_examples,
+    }
+
+
 def candidate_record(
     recipe: RecipeConfig,
     evaluation: Evaluation,
@@ -250,19 +267,7 @@ def optimize(
     if model_digest(model_path) != digest_before:
         raise EdgeoptError(f"the input model at {model_path} changed during the job; this is a bug, please report it")
     report = {
-        "baseline": {
-            "tflite_path": baseline.tflite_path,
-            "tflite_bytes": baseline.tflite_bytes,
-            "gzip_bytes": baseline.gzip_bytes,
-            "accuracy": baseline.accuracy,
-            "metric": baseline.metric,
-            "latency_ms": baseline.latency_ms,
-            "max_abs_diff": baseline_conversion["max_abs_diff"],
-            "non_weight_bytes_share": non_weight_bytes_share(baseline.tflite_path),
-            "model_path": str(model_path),
-            "model_digest": digest_before,
-            "num_eval_examples": baseline.num_eval_examples,
-        },
+        "baseline": baseline_record(baseline, baseline_conversion, model_path, digest_before),
         "evaluation": evaluation.to_dict(),
         "hardware": describe_hardware(evaluation.num_threads),
         "calibration": calibration,

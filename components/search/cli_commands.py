@@ -47,10 +47,10 @@ def search_config(args):
 
 
 def run_search(args) -> int:
-    from edgeopt.components._shared.console import keras_verbosity
     from edgeopt.components._shared.data import load_training_data
     from edgeopt.components.calibration.core import MANIFEST_FILE
-    from edgeopt.components.search.core import PARETO_JSON, TRIALS_MD, search
+    from edgeopt.components.search.core import search
+    from edgeopt.components.search.outputs import PARETO_JSON, TRIALS_MD
 
     config = search_config(args)
     data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
@@ -61,8 +61,8 @@ def run_search(args) -> int:
         out,
         data=data,
         calibration_dir=args.calibration,
+        champion_tflite=args.tracking_job.champion_tflite(),
         allow_unsafe=args.allow_unsafe_model,
-        verbose=keras_verbosity(),
     )
     manifest = Path(args.calibration) / MANIFEST_FILE if args.calibration else None
     args.tracking_job.log_report(report, examples=args.examples, calibration_manifest=manifest)

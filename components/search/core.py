@@ -1,8 +1,6 @@
 """Budgeted search: Optuna proposes technique chains as RecipeConfig objects, each trial runs one from a fresh load
 of the baseline, and the winner is the smallest (or fastest) candidate within the accuracy budget."""
 
-import csv
-import io
 import json
 import logging
 import os
@@ -12,45 +10,47 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.components._shared.atomic import atomic_output_file
+from edgeopt.components._shared.console import keras_verbosity
 from edgeopt.components._shared.data import TrainingData
-from edgeopt.components._shared.errors import ConfigError, EdgeoptError
+from edgeopt.components._shared.errors import ConfigError, EdgeoptError, UnsupportedModelError
+from edgeopt.components._shared.hardware import describe_hardware
+from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
-from edgeopt.components._shared.tflite_inspect import non_weight_bytes_share
+from edgeopt.components._shared.support import model_reasons
 from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.evaluation.core import evaluate_tflite
-from edgeopt.components.evaluation.selection import SelectionConfig, select_winner, selection_record
+from edgeopt.components.evaluation.selection import SelectionConfig, objective_value, select_winner, selection_record
 from edgeopt.components.quantization.config import AEQ_MODES, QuantizationMode
 from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import (
+    baseline_record,
     candidate_record,
     evaluate_baseline,
     failed_record,
     run_recipe,
-    write_report,
 )
-from edgeopt.components.search.config import ChainFamily, Objective, SearchConfig
+from edgeopt.components.search.config import ChainFamily, SearchConfig
+from edgeopt.components.search.outputs import write_search_outputs
 from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
-from edgeopt.components.tracking.pareto import pareto_front, plot_pareto
 
 logger = logging.getLogger(__name__)
 
 STUDY_DB = "search.db"
-PARETO_JSON = "pareto.json"
-PARETO_PNG = "pareto.png"
-TRIALS_CSV = "trials.csv"
-TRIALS_MD = "trials.md"
 TRIALS_DIR = "trials"
 #: Trial user attribute holding the trial's report.json candidate record, so a resumed study rebuilds its report
 #: from storage without re-running finished trials.
 CANDIDATE_ATTR = "candidate"
-#: The trial constraint: accuracy drop minus max_accuracy_drop (<= 0 is within budget; inf for failed trials).
+#: The trial constraint: degradation minus max_accuracy_drop (<= 0 is within budget; inf for failed trials). The key
+#: keeps its first name so studies of earlier versions resume.
 CONSTRAINT_KEY = "accuracy_drop_over_budget"
+#: The constraint of a trial within the budget whose gate failed anyway (it lost to the champion).
+CHAMPION_MISS_EXCESS = 1e-3
 WINNER_RULE = (
-    "among trials that passed their gate (accuracy drop within max_accuracy_drop), the smallest on the first "
-    "objective; ties go to the higher accuracy, then the smaller gzip size, then the earlier trial"
+    "among trials that passed their gate (degradation within max_accuracy_drop, and no loss to the champion when "
+    "one is given), the smallest on the first objective; ties go to the better metric, then the smaller gzip size, "
+    "then the earlier trial"
 )
 
 
@@ -60,13 +60,6 @@ def _optuna():
     except ImportError as err:  # the `search` extra
         raise ConfigError("edgeopt search needs Optuna: pip install 'edgeopt[search]'") from err
     return optuna
-
-
-def objective_value(candidate: dict, objective: Objective) -> float | None:
-    """The number a trial minimises, read from its report.json candidate record (None for a failed trial)."""
-    if objective == Objective.LATENCY_P50:
-        return (candidate.get("latency_ms") or {}).get("p50")
-    return candidate.get(objective.value)
 
 
 def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
@@ -106,7 +99,9 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
             }
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
-    quantize: dict = {"mode": mode}
+    # A trial's check is its gate on the eval split: a conversion that disagrees with the Keras model is measured
+    # and rejected by its accuracy instead of failing, so the sampler learns from it (TPE ignores failed trials).
+    quantize: dict = {"mode": mode, "validation": {"min_top1_agreement": 0.0}}
     if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
         granularities = [g.value for g in config.dense_granularities]
         quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
@@ -135,9 +130,10 @@ def _sampler(config: SearchConfig):
     return optuna.samplers.NSGAIISampler(seed=config.seed)
 
 
-def prunes_trials(config: SearchConfig) -> bool:
-    # Optuna prunes single-objective studies only (trial.should_prune is not defined for several objectives).
-    return config.prune_trials_above_drop is not None and len(config.objectives) == 1
+def prunes_trials(config: SearchConfig, metric: str = "accuracy") -> bool:
+    # Optuna prunes single-objective studies only (trial.should_prune is not defined for several objectives), and
+    # the per-epoch reports read the Keras model's top-1 accuracy, so other metrics are not pruned on.
+    return config.prune_trials_above_drop is not None and len(config.objectives) == 1 and metric == "accuracy"
 
 
 def _pruner(config: SearchConfig):
@@ -192,8 +188,8 @@ def search(
     data: TrainingData,
     calibration_dir: str | os.PathLike | None = None,
     calibration_inputs: np.ndarray | None = None,
+    champion_tflite: str | os.PathLike | None = None,
     allow_unsafe: bool = False,
-    verbose: int = 2,
 ) -> dict:
     """Searches technique chains for the best candidate within an accuracy budget and writes its reports.
 
@@ -202,20 +198,34 @@ def search(
     OUTPUT_DIR/search.db: rerunning with the same output folder and study name resumes it up to `config.trials`
     trials in total, without re-running finished ones.
 
+    The budget is read like a recipe gate's max_accuracy_drop: points of accuracy for a classifier, % of the
+    baseline's value for any other metric (MAE, AUC, a module's metric_fn). With `champion_tflite` (the model in
+    production, measured once on the same eval data), a trial must also not lose to it (champion_max_accuracy_drop
+    0), so a scheduled search never picks a model worse than the one it would replace.
+
+    A model that training techniques cannot wrap (subclassed, a plain SavedModel, a Keras 3 file that cannot be
+    rebuilt) is searched over post-training quantization only; `report["search"]["refused_families"]` says why.
+
     Writes report.json and report.md (optimize's shape, one candidate per trial, plus a `search` key with the study,
     the rule and the winner), pareto.json, pareto.png, trials.csv and trials.md.
 
     Raises:
       ConfigError: Optuna is not installed, or the stored study minimises other objectives.
+      UnsupportedModelError: only training families were asked for and the model cannot be fine-tuned.
+      ModelFormatError: the model or the champion file is not a model edgeopt can read (nothing is created).
       EdgeoptError: the input model changed during the search (a bug).
 
     Example:
       >>> search("model/", SearchConfig(trials=10), "search-out/", data=data)["search"]["winner"]
     """
+    optuna = _optuna()
+    inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
+    config, refused = searchable_config(config, model_reasons(inspection), inspection.path)
+    if champion_tflite:
+        check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
     model_path = resolve_model_path(model_path)
     output_dir.mkdir(parents=True, exist_ok=True)
-    optuna = _optuna()
     study = open_study(config, output_dir)
     digest_before = model_digest(model_path)
     if calibration_dir is not None:
@@ -225,13 +235,15 @@ def search(
     baseline, baseline_conversion = evaluate_baseline(
         model_path, output_dir, data=data, evaluation=config.evaluation, allow_unsafe=allow_unsafe
     )
+    champion = evaluate_tflite(champion_tflite, data, config.evaluation) if champion_tflite else None
+    prune = prunes_trials(config, baseline.metric["name"])
     trial_seconds: list[float] = []
 
     def run_trial(trial):
         recipe = suggest_recipe(trial, config)
         logger.info("trial %d: %s %s", trial.number, recipe.technique_chain, json.dumps(trial.params))
         started = time.perf_counter()
-        reporter = [ReportAccuracyDrop(trial, data, baseline.accuracy)] if prunes_trials(config) else []
+        reporter = [ReportAccuracyDrop(trial, data, baseline.accuracy)] if prune else []
         pruned = None
         try:
             with extra_fit_callbacks(reporter):
@@ -243,7 +255,8 @@ def search(
                     calibration_inputs=calibration_inputs,
                     allow_unsafe=allow_unsafe,
                 )
-            record = candidate_record(recipe, evaluate_tflite(tflite_path, data, config.evaluation), baseline, steps)
+            evaluated = evaluate_tflite(tflite_path, data, config.evaluation)
+            record = candidate_record(recipe, evaluated, baseline, steps, champion)
         except optuna.TrialPruned as err:
             logger.info("trial %d: %s", trial.number, err)
             pruned, record = err, failed_record(recipe, err)
@@ -261,7 +274,7 @@ def search(
         if record.get("error"):
             trial.set_constraint(CONSTRAINT_KEY, float("inf"))
             raise _TrialFailedError(record["error"])
-        trial.set_constraint(CONSTRAINT_KEY, record["accuracy_drop"] - config.max_accuracy_drop)
+        trial.set_constraint(CONSTRAINT_KEY, budget_excess(record, config.max_accuracy_drop))
         values = [objective_value(record, objective) for objective in config.objectives]
         return values[0] if len(values) == 1 else values
 
@@ -269,7 +282,8 @@ def search(
     started = time.perf_counter()
     if remaining > 0:
         logger.info("study '%s': %d trials to run (%d done)", config.study_name, remaining, config.trials - remaining)
-        optuna.logging.set_verbosity(optuna.logging.WARNING if verbose < 2 else optuna.logging.INFO)
+        # Optuna's per-trial lines only when edgeopt itself logs at DEBUG (-v), like Keras' per-epoch lines.
+        optuna.logging.set_verbosity(optuna.logging.INFO if keras_verbosity() else optuna.logging.WARNING)
         study.optimize(run_trial, n_trials=remaining, timeout=config.timeout_s, catch=(_TrialFailedError,))
     wall_seconds = time.perf_counter() - started
 
@@ -279,22 +293,14 @@ def search(
         )
     candidates = [trial.user_attrs[CANDIDATE_ATTR] for trial in sorted(_finished_trials(study), key=lambda t: t.number)]
     report = {
-        "baseline": {
-            "tflite_path": baseline.tflite_path,
-            "tflite_bytes": baseline.tflite_bytes,
-            "gzip_bytes": baseline.gzip_bytes,
-            "accuracy": baseline.accuracy,
-            "latency_ms": baseline.latency_ms,
-            "max_abs_diff": baseline_conversion["max_abs_diff"],
-            "non_weight_bytes_share": non_weight_bytes_share(baseline.tflite_path),
-            "model_path": str(model_path),
-            "model_digest": digest_before,
-            "num_eval_examples": baseline.num_eval_examples,
-        },
+        "baseline": baseline_record(baseline, baseline_conversion, model_path, digest_before),
         "evaluation": config.evaluation.to_dict(),
+        "hardware": describe_hardware(config.evaluation.num_threads),
         "calibration": {"source": "calibration artifact" if calibration_dir else "training split, seeded slice"},
         "candidates": candidates,
     }
+    if champion is not None:
+        report["champion"] = champion.to_dict()
     # The one winner rule (evaluation/selection.py), recorded so --register-model and every face pick this winner.
     report["selection"] = selection_record(candidates, selection_rule(config))
     winner = pick_winner(candidates, config)
@@ -304,6 +310,12 @@ def search(
         "sampler": "TPESampler" if len(config.objectives) == 1 else "NSGAIISampler",
         "objectives": [objective.value for objective in config.objectives],
         "max_accuracy_drop": config.max_accuracy_drop,
+        "budget_unit": "points of accuracy"
+        if baseline.metric["name"] == "accuracy"
+        else f"% of baseline {baseline.metric['name']}",
+        "gated_against_champion": champion is not None,
+        "refused_families": refused,
+        "trials_pruned_on_epochs": prune,
         "trials": len(candidates),
         "trials_this_run": len(trial_seconds),
         "wall_seconds_this_run": round(wall_seconds, 3),
@@ -314,6 +326,38 @@ def search(
     }
     write_search_outputs(report, config, output_dir)
     return report
+
+
+def searchable_config(config: SearchConfig, blockers: list[str], model: str) -> tuple[SearchConfig, dict]:
+    """The config with the families the model can run, and {family: reason} for those it cannot.
+
+    Every family but ptq fine-tunes the model with tfmot; when the model cannot be wrapped (`blockers`, from the
+    support check) those families are dropped, or the search is refused when nothing else was asked for."""
+    training = [family for family in config.families if family != ChainFamily.PTQ]
+    if not blockers or not training:
+        return config, {}
+    reason = "; ".join(blockers)
+    if ChainFamily.PTQ not in config.families:
+        raise UnsupportedModelError(
+            f"the search asks for fine-tuning families {[f.value for f in training]} only, but {model} cannot be "
+            f"fine-tuned: {reason}. Add the ptq family (families: [ptq]) to search post-training quantization"
+        )
+    logger.warning("searching post-training quantization only: %s", reason)
+    kept = config.model_copy(update={"families": [ChainFamily.PTQ]})
+    return kept, {family.value: reason for family in training}
+
+
+def budget_excess(record: dict, budget: float) -> float:
+    """Optuna's constraint for a measured trial: how far past the budget it is, <= 0 exactly when its gate passed.
+
+    The degradation is the gate's own: points for accuracy, % of the baseline's value for other metrics. A trial
+    within the budget that lost to the champion is infeasible too (a small positive excess)."""
+    metric = record["metric"]["name"]
+    degradation = record["metric_delta"] if metric == "accuracy" else record["metric_delta_relative"]
+    excess = degradation - budget
+    if record["gate"]["passed"]:
+        return min(excess, 0.0)
+    return max(excess, CHAMPION_MISS_EXCESS)
 
 
 class _TrialFailedError(Exception):
@@ -330,80 +374,3 @@ def pick_winner(candidates: list[dict], config: SearchConfig) -> dict | None:
     """The best measured candidate within the budget by WINNER_RULE, or None when no trial is within it."""
     index = select_winner(candidates, selection_rule(config))
     return None if index is None else candidates[index]
-
-
-def pareto_points(report: dict, config: SearchConfig) -> list[dict]:
-    """The trials on the Pareto front of (first objective, accuracy), the float baseline among the points."""
-    first = config.objectives[0]
-    measured = [c for c in report["candidates"] if c.get("accuracy") is not None]
-    base = dict(report["baseline"], recipe="float baseline")
-    by_point = {}
-    for item in [base, *measured]:
-        by_point.setdefault((objective_value(item, first), item["accuracy"]), item)
-    front = pareto_front(list(by_point))
-    return [
-        {
-            "recipe": by_point[point]["recipe"],
-            first.value: point[0],
-            "accuracy": point[1],
-            "accuracy_drop": by_point[point].get("accuracy_drop", 0.0),
-            "within_budget": by_point[point].get("accuracy_drop", 0.0) <= config.max_accuracy_drop,
-        }
-        for point in front
-    ]
-
-
-TABLE_COLUMNS = ("trial", "recipe", "family", "steps", "tflite_bytes", "gzip_bytes", "accuracy", "accuracy_drop",
-                 "latency_p50_ms", "within_budget", "seconds", "params", "error")  # fmt: skip
-
-
-def trial_rows(report: dict, config: SearchConfig) -> list[dict]:
-    rows = []
-    for c in report["candidates"]:
-        drop = c.get("accuracy_drop")
-        rows.append(
-            {
-                "trial": c["trial"]["number"],
-                "recipe": c["recipe"],
-                "family": c["trial"]["params"].get("family"),
-                "steps": "+".join(c["steps"]),
-                "tflite_bytes": c.get("tflite_bytes"),
-                "gzip_bytes": c.get("gzip_bytes"),
-                "accuracy": None if c.get("accuracy") is None else round(c["accuracy"], 4),
-                "accuracy_drop": None if drop is None else round(drop, 2),
-                "latency_p50_ms": objective_value(c, Objective.LATENCY_P50),
-                "within_budget": drop is not None and drop <= config.max_accuracy_drop,
-                "seconds": c["trial"]["seconds"],
-                "params": json.dumps(c["trial"]["params"], sort_keys=True),
-                "error": c.get("error") or "",
-            }
-        )
-    return rows
-
-
-def render_trials_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    for row in rows:
-        cells = ["-" if row[key] is None else str(row[key]).replace("|", "/") for key in TABLE_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_search_outputs(report: dict, config: SearchConfig, output_dir: Path):
-    """report.json/.md, pareto.json, pareto.png and the trials table, each published atomically."""
-    write_report(report, output_dir)
-    with atomic_output_file(output_dir / PARETO_JSON) as staging:
-        staging.write_text(
-            json.dumps({"objective": config.objectives[0].value, "front": pareto_points(report, config)}, indent=2)
-        )
-    rows = trial_rows(report, config)
-    with atomic_output_file(output_dir / TRIALS_CSV) as staging:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        staging.write_text(buffer.getvalue())
-    with atomic_output_file(output_dir / TRIALS_MD) as staging:
-        staging.write_text(render_trials_markdown(rows))
-    with atomic_output_file(output_dir / PARETO_PNG) as staging:
-        plot_pareto(report, staging)

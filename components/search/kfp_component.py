@@ -30,7 +30,8 @@ def search_model(
 
     from edgeopt.components._shared.kfp_runtime import training_data
     from edgeopt.components.search.config import SearchConfig
-    from edgeopt.components.search.core import TRIALS_MD, search
+    from edgeopt.components.search.core import search
+    from edgeopt.components.search.outputs import TRIALS_MD
 
     settings = SearchConfig.from_dict(config)
     data = training_data(examples.path, data_spec, module_file)

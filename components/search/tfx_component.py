@@ -33,7 +33,6 @@ def search_into_model(input_dict: dict, output, config: SearchConfig, exec_prope
         os.path.join(output.uri, SEARCH_DIR),
         data=face.training_data(input_dict, exec_properties),
         calibration_dir=calibration,
-        verbose=0,
     )
     summary = report["search"]
     if summary["winner"] is None:
