@@ -108,13 +108,9 @@ def _break_with_weight_outlier(model, inputs):
 
 def _break_with_activation_outlier(model, inputs):
     """A dense1 unit stuck at ~5000 (its bias) whose logits weights are zero."""
-    kernel, bias = model.get_layer("dense1").get_weights()
-    bias[0] = 5000.0
-    model.get_layer("dense1").set_weights([kernel, bias])
-    kernel, bias = model.get_layer("logits").get_weights()
-    kernel[0, :] = 0.0
-    model.get_layer("logits").set_weights([kernel, bias])
-    return {"unit": 0, "bias": 5000.0}
+    from edgeopt.components.demo.outliers import add_activation_outlier
+
+    return add_activation_outlier(model)
 
 
 SELECTIVE_CASES = (

@@ -8,6 +8,7 @@ import pytest
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components._shared.keras_bootstrap import keras
 from edgeopt.components._shared.model_io import load_keras_model, save_keras_model
+from edgeopt.components.demo.outliers import add_activation_outlier
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import configure_converter, pick_calibration_examples, quantize
 from edgeopt.components.quantization.sensitivity import SENSITIVITY_JSON, SENSITIVITY_PNG, layer_of_tensor, rank_layers
@@ -125,12 +126,7 @@ def outlier_model(tiny_model, tmp_path_factory):
     """The tiny CNN with one dense1 unit always at ~5000 (a huge bias) whose logits weights are zero: the float
     outputs ignore it, but an int8 scale sized for it rounds every other dense1 activation to a few steps."""
     model = load_keras_model(tiny_model)
-    kernel, bias = model.get_layer("dense1").get_weights()
-    bias[0] = 5000.0
-    model.get_layer("dense1").set_weights([kernel, bias])
-    kernel, bias = model.get_layer("logits").get_weights()
-    kernel[0, :] = 0.0
-    model.get_layer("logits").set_weights([kernel, bias])
+    add_activation_outlier(model)
     return save_keras_model(model, tmp_path_factory.mktemp("outlier") / "model")
 
 

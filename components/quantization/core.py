@@ -63,6 +63,26 @@ def configure_converter(converter, config: QuantizationConfig, calibration_input
         ]
 
 
+def _quantize_selectively(keras_model, config: QuantizationConfig, output_dir, calibration_inputs, eval_inputs):
+    """float_layers/float_top_k (the converter's debugger) or int16x8_layers/int16x8_top_k (AI Edge Quantizer).
+    Both rank the layers by the converter's own full-integer int8 error (float_top_k's mode is full_integer)."""
+    from edgeopt.components.quantization.mixed16x8 import quantize_keeping_int16x8_layers
+    from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
+
+    if config.keeps_float_layers:
+        ranked_as, keep = config, quantize_keeping_float_layers
+    else:
+        ranked_as, keep = QuantizationConfig(mode=QuantizationMode.FULL_INTEGER), quantize_keeping_int16x8_layers
+    return keep(
+        keras_model,
+        config,
+        output_dir,
+        configure=lambda converter: configure_converter(converter, ranked_as, calibration_inputs),
+        calibration_inputs=calibration_inputs,
+        validation_inputs=eval_inputs,
+    )
+
+
 def quantize(
     model_path: str | os.PathLike,
     config: QuantizationConfig,
@@ -102,30 +122,7 @@ def quantize(
                     f"{fields} need a tf-keras model, {model_path} converts from its "
                     "SavedModel signature; drop them, or save the model with tf-keras"
                 )
-        if config.keeps_int16x8_layers:
-            from edgeopt.components.quantization.mixed16x8 import quantize_keeping_int16x8_layers
-
-            # The layers are ranked by the converter's own full-integer int8 error, the same ranking float_top_k uses.
-            ranked_as = QuantizationConfig(mode=QuantizationMode.FULL_INTEGER)
-            return quantize_keeping_int16x8_layers(
-                source.model,
-                config,
-                output_dir,
-                rank_configure=lambda converter: configure_converter(converter, ranked_as, calibration_inputs),
-                calibration_inputs=calibration_inputs,
-                validation_inputs=eval_inputs,
-            )
-        if config.keeps_float_layers:
-            from edgeopt.components.quantization.sensitivity import quantize_keeping_float_layers
-
-            return quantize_keeping_float_layers(
-                source.model,
-                config,
-                output_dir,
-                configure=lambda converter: configure_converter(converter, config, calibration_inputs),
-                calibration_inputs=calibration_inputs,
-                validation_inputs=eval_inputs,
-            )
+            return _quantize_selectively(source.model, config, output_dir, calibration_inputs, eval_inputs)
         return convert_and_validate(
             source,
             output_dir,

@@ -27,10 +27,10 @@ from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.int4 import quantize_with_ai_edge_quantizer, quantizer_modules
 from edgeopt.components.quantization.sensitivity import (
     DEBUG_EXAMPLES,
+    convert_selective,
     float_layer_nodes,
     op_layers,
     rank_layers,
-    write_sensitivity,
 )
 
 logger = logging.getLogger(__name__)
@@ -112,21 +112,19 @@ def quantize_keeping_int16x8_layers(
     config: QuantizationConfig,
     output_dir,
     *,
-    rank_configure,
+    configure,
     calibration_inputs,
     validation_inputs,
 ):
     """`quantize()` for a config with int16x8_layers/int16x8_top_k: rank the layers (TFLite's QuantizationDebugger on
-    the converter's full-integer int8, set up by `rank_configure`), quantize the float .tflite with AI Edge Quantizer
+    the converter's full-integer int8, set up by `configure`), quantize the float .tflite with AI Edge Quantizer
     keeping the chosen layers in 16x8, and validate like any conversion; layer_sensitivity.json and .png land beside
     the .tflite."""
-    from edgeopt.components.export.core import convert_and_validate
-
     kept: dict = {}
 
-    def configure(converter):
+    def configure_selective(converter):
         # Runs before convert_and_validate's conversion try-block, so an unknown layer name stays a ConfigError.
-        ranking = rank_layers(keras_model, rank_configure, calibration_inputs)
+        ranking = rank_layers(keras_model, configure, calibration_inputs)
         float_layer_nodes(ranking, config.int16x8_layers, 0, field="int16x8_layers")  # unknown names: ConfigError
         try:
             float_flatbuffer = converter.convert()
@@ -144,16 +142,9 @@ def quantize_keeping_int16x8_layers(
             float_flatbuffer, config, calibration_inputs, recipe=mixed_16x8_recipe(scopes)
         )
         converter.convert = lambda: quantized
-        kept.update(ranking=ranking, layers=chosen, gains=gains)
+        kept.update(ranking=ranking, int16x8_layers=chosen, int16x8_gains=gains)
 
-    result = convert_and_validate(
-        keras_model,
-        output_dir,
-        configure_converter=configure,
-        validation=config.validation,
-        validation_inputs=validation_inputs,
-        config_json=config.to_json(),
-        step=f"quantize[{config.mode.value}, 16x8 layers]",
-    )
-    write_sensitivity(kept["ranking"], output_dir, int16x8_layers=kept["layers"], int16x8_gains=kept["gains"])
-    return result
+    return convert_selective(
+        keras_model, config, output_dir, configure=configure_selective, validation_inputs=validation_inputs, kept=kept,
+        kept_as="16x8 layers",
+    )  # fmt: skip

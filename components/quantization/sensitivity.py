@@ -192,8 +192,6 @@ def quantize_keeping_float_layers(
     """`quantize()` for a config with float_layers/float_top_k: the same conversion template and validation, with
     the debugger's selective model as the converter's output; layer_sensitivity.json and .png land beside the
     .tflite."""
-    from edgeopt.components.export.core import convert_and_validate
-
     kept: dict = {}
 
     def configure_selective(converter):
@@ -204,14 +202,26 @@ def quantize_keeping_float_layers(
         )
         converter.convert = lambda: flatbuffer  # the debugger converted with converters of its own
 
+    return convert_selective(
+        keras_model, config, output_dir, configure=configure_selective, validation_inputs=validation_inputs,
+        kept=kept, kept_as="float layers",
+    )  # fmt: skip
+
+
+def convert_selective(keras_model, config, output_dir, *, configure, validation_inputs, kept: dict, kept_as: str):
+    """The tail every selective quantization shares: convert through `configure` (which ranks the layers, fills
+    `kept` with write_sensitivity's arguments and hands the converter the selective flatbuffer), validate the
+    result against the Keras model, and write layer_sensitivity.json/.png beside the .tflite."""
+    from edgeopt.components.export.core import convert_and_validate
+
     result = convert_and_validate(
         keras_model,
         output_dir,
-        configure_converter=configure_selective,
+        configure_converter=configure,
         validation=config.validation,
         validation_inputs=validation_inputs,
         config_json=config.to_json(),
-        step=f"quantize[{config.mode.value}, float layers]",
+        step=f"quantize[{config.mode.value}, {kept_as}]",
     )
-    write_sensitivity(kept["ranking"], output_dir, kept["float_layers"])
+    write_sensitivity(output_dir=output_dir, **kept)
     return result
