@@ -13,7 +13,7 @@ from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.search import core as search_core
 from edgeopt.components.search.cli_commands import parse_budget
 from edgeopt.components.search.config import SearchConfig
-from tests.helpers import activation_types
+from tests.helpers import activation_types, kernels, overall_sparsity
 
 FAST_EVALUATION = EvaluationConfig(timed_runs=3, warmup_runs=1)
 PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_range"], "evaluation": FAST_EVALUATION}
@@ -116,24 +116,29 @@ def test_resuming_with_other_objectives_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_objectives_use_nsga2_and_a_fine_tuning_chain_runs(tiny_model, digits_data, tmp_path):
+def test_two_objectives_use_nsga2_and_an_enqueued_pqat_chain_runs(tiny_model, digits_data, tmp_path):
     config = SearchConfig(
         trials=1,
         families=["prune"],
         objectives=["gzip_bytes", "latency_p50"],
-        min_epochs=1,
-        max_epochs=1,
-        min_sparsity=0.6,
-        max_sparsity=0.6,
-        block_sizes=[(1, 1)],
+        quantize_modes=["full_integer"],
         evaluation=FAST_EVALUATION,
     )
+    # A known-good chain enqueued before the search (Optuna's warm start) runs first, exactly as given: prune 60 %,
+    # then one epoch of sparsity-preserving QAT.
+    search_core.open_study(config, tmp_path).enqueue_trial(
+        {"family": "prune", "block_size": "1x1", "target_sparsity": 0.6, "prune_epochs": 1,
+         "prune_learning_rate": 1e-3, "mode": "full_integer", "qat_epochs": 1, "dense_granularity": "per_channel"}
+    )  # fmt: skip
     report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     assert report["search"]["sampler"] == "NSGAIISampler"
     (candidate,) = report["candidates"]
-    assert candidate["steps"] == ["prune", "quantize"]
+    assert candidate["steps"] == ["prune", "qat", "quantize"]
+    assert candidate["config"]["steps"][1]["config"]["scheme"] == "prune_preserve"
     prune_result = candidate["step_records"][0]["result"]
     assert prune_result["achieved_sparsity"] == pytest.approx(0.6, abs=0.02)
+    # QAT kept the zeros: the int8 kernels of the .tflite are still 60 % sparse.
+    assert overall_sparsity(kernels(candidate["tflite_path"], "INT8")) == pytest.approx(0.6, abs=0.05)
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
     assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
 
@@ -306,11 +311,38 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     assert recipe.gate.max_accuracy_drop == 1.0
 
     chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
-             "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1}  # fmt: skip
+             "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1,
+             "cluster_learning_rate": 1e-4, "qat_epochs": 0}  # fmt: skip
     recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
     assert recipe.technique_chain == "prune+cluster+quantize"
-    assert recipe.steps[0].config.block_size == (4, 1) and recipe.steps[0].config.target_sparsity == 0.85
-    assert recipe.steps[1].config.number_of_clusters == 16 and recipe.steps[1].config.preserve_sparsity
+    prune, cluster = recipe.steps[0].config, recipe.steps[1].config
+    assert prune.block_size == (4, 1) and prune.target_sparsity == 0.85 and prune.learning_rate == 5e-4
+    assert cluster.number_of_clusters == 16 and cluster.preserve_sparsity and cluster.learning_rate == 1e-4
+    if params["mode"] == "full_integer":
+        # PCQAT: a QAT step that keeps the zeros and the clusters, and no float layers drawn after QAT.
+        recipe = search_core.suggest_recipe(optuna.trial.FixedTrial({**chain, "qat_epochs": 2}), config)
+        assert recipe.technique_chain == "prune+cluster+qat+quantize"
+        qat = recipe.steps[2].config
+        assert qat.scheme == "sparse_cluster_preserve" and qat.epochs == 2
+        assert not recipe.steps[-1].config.float_top_k
+
+
+def test_models_qat_cannot_quantize_get_no_qat_steps(tmp_path):
+    from edgeopt.components._shared.keras_bootstrap import keras
+    from edgeopt.components._shared.model_format import inspect_model
+
+    keras.utils.set_random_seed(0)
+    # LayerNormalization: prunable and clusterable (no kernel to touch), but not in tfmot's QAT registry.
+    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, name="dense"),
+                              keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2, name="head")])  # fmt: skip
+    model.save(tmp_path / "dense_ln")
+    config, refused = search_core.searchable_config(SearchConfig(), inspect_model(tmp_path / "dense_ln"))
+    assert config.max_qat_epochs == 0 and config.families == SearchConfig().families
+    assert list(refused) == ["qat"] and "QAT cannot quantize layers" in refused["qat"]
+    config, refused = search_core.searchable_config(
+        SearchConfig(families=["ptq"]), inspect_model(tmp_path / "dense_ln")
+    )
+    assert refused == {} and config.max_qat_epochs == 2  # no fine-tuning family: nothing to drop
 
 
 def test_cli_flags_override_the_config_yaml(tmp_path):

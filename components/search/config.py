@@ -40,7 +40,12 @@ class SearchConfig(StrictConfig):
     """What `edgeopt search` explores, what it minimises, and the accuracy budget every winner must meet."""
 
     max_accuracy_drop: float = pydantic.Field(
-        1.0, ge=0, description="Budget: largest accepted accuracy drop (points) against the float baseline."
+        1.0,
+        ge=0,
+        description=(
+            "Budget: largest accepted degradation against the float baseline, read as a recipe gate reads it: points "
+            "of accuracy for a classifier, % of the baseline's value for any other metric (MAE, RMSE, AUC)."
+        ),
     )
     objectives: list[Objective] = pydantic.Field(
         default_factory=lambda: [Objective.GZIP_BYTES],
@@ -97,6 +102,18 @@ class SearchConfig(StrictConfig):
     )
     min_epochs: pydantic.PositiveInt = pydantic.Field(1, description="Fewest fine-tuning epochs per training step.")
     max_epochs: pydantic.PositiveInt = pydantic.Field(4, description="Most fine-tuning epochs per training step.")
+    learning_rates: tuple[float, float] = pydantic.Field(
+        (1e-5, 1e-3),
+        description="Range of the Adam learning rate drawn (log scale) for each prune and cluster step.",
+    )
+    max_qat_epochs: int = pydantic.Field(
+        2,
+        ge=0,
+        description=(
+            "Most epochs of a quantization-aware fine-tuning step a prune, cluster or prune_cluster trial that ends "
+            "in full_integer may draw (PQAT, CQAT, PCQAT: the zeros and clusters are kept); 0 never adds one."
+        ),
+    )
     max_float_layers: int = pydantic.Field(
         0,
         ge=0,
@@ -132,6 +149,9 @@ class SearchConfig(StrictConfig):
             raise ValueError(f"min_sparsity {self.min_sparsity} > max_sparsity {self.max_sparsity}; swap them")
         if self.min_clusters > self.max_clusters:
             raise ValueError(f"min_clusters {self.min_clusters} > max_clusters {self.max_clusters}; swap them")
+        low, high = self.learning_rates
+        if not 0 < low <= high < 1:
+            raise ValueError(f"learning_rates {self.learning_rates} must be (low, high) with 0 < low <= high < 1")
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}; swap them")
         if len(set(self.objectives)) != len(self.objectives):

@@ -16,7 +16,7 @@ from edgeopt.components._shared.errors import ConfigError, EdgeoptError, Unsuppo
 from edgeopt.components._shared.hardware import describe_hardware
 from edgeopt.components._shared.model_format import check_model_file, check_tflite_file
 from edgeopt.components._shared.model_io import model_digest, resolve_model_path
-from edgeopt.components._shared.support import model_reasons
+from edgeopt.components._shared.support import model_reasons, qat_reasons
 from edgeopt.components._shared.training import extra_fit_callbacks
 from edgeopt.components.calibration.core import load_calibration_inputs
 from edgeopt.components.evaluation.config import GateConfig
@@ -62,10 +62,19 @@ def _optuna():
     return optuna
 
 
+#: The QAT scheme that keeps what each family's steps made: zeros, clusters, or both.
+QAT_SCHEMES = {
+    ChainFamily.PRUNE: "prune_preserve",
+    ChainFamily.CLUSTER: "cluster_preserve",
+    ChainFamily.PRUNE_CLUSTER: "sparse_cluster_preserve",
+}
+
+
 def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
     """Draws one technique chain and its hyperparameters from the search space as a validated RecipeConfig."""
     family = ChainFamily(trial.suggest_categorical("family", [family.value for family in config.families]))
     epochs = lambda name: trial.suggest_int(name, config.min_epochs, config.max_epochs)  # noqa: E731
+    rate = lambda name: trial.suggest_float(name, *config.learning_rates, log=True)  # noqa: E731
     steps: list[dict] = []
     if family in (ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER):
         block = trial.suggest_categorical("block_size", [f"{rows}x{cols}" for rows, cols in config.block_sizes])
@@ -77,6 +86,7 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
                     "target_sparsity": round(sparsity, 4),
                     "block_size": [int(part) for part in block.split("x")],
                     "epochs": epochs("prune_epochs"),
+                    "learning_rate": rate("prune_learning_rate"),
                     "seed": config.seed,
                 },
             }
@@ -94,18 +104,26 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
                     ),
                     "preserve_sparsity": family == ChainFamily.PRUNE_CLUSTER,
                     "epochs": epochs("cluster_epochs"),
+                    "learning_rate": rate("cluster_learning_rate"),
                     "seed": config.seed,
                 },
             }
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
+    qat_epochs = 0
+    if config.max_qat_epochs and mode == QuantizationMode.FULL_INTEGER and family != ChainFamily.PTQ:
+        # PQAT, CQAT, PCQAT: quantization-aware fine-tuning that keeps the zeros and clusters of the steps before.
+        qat_epochs = trial.suggest_int("qat_epochs", 0, config.max_qat_epochs)
+    if qat_epochs:
+        steps.append({"technique": "qat", "config": {"scheme": QAT_SCHEMES[family], "epochs": qat_epochs,
+                                                     "seed": config.seed}})  # fmt: skip
     # A trial's check is its gate on the eval split: a conversion that disagrees with the Keras model is measured
     # and rejected by its accuracy instead of failing, so the sampler learns from it (TPE ignores failed trials).
     quantize: dict = {"mode": mode, "validation": {"min_top1_agreement": 0.0}}
     if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
         granularities = [g.value for g in config.dense_granularities]
         quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
-    if config.max_float_layers and mode == "full_integer":
+    if config.max_float_layers and mode == QuantizationMode.FULL_INTEGER and not qat_epochs:
         float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
         if float_top_k:
             quantize["float_top_k"] = float_top_k
@@ -220,7 +238,7 @@ def search(
     """
     optuna = _optuna()
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
-    config, refused = searchable_config(config, model_reasons(inspection), inspection.path)
+    config, refused = searchable_config(config, inspection)
     if champion_tflite:
         check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
@@ -328,23 +346,35 @@ def search(
     return report
 
 
-def searchable_config(config: SearchConfig, blockers: list[str], model: str) -> tuple[SearchConfig, dict]:
-    """The config with the families the model can run, and {family: reason} for those it cannot.
+def searchable_config(config: SearchConfig, inspection) -> tuple[SearchConfig, dict]:
+    """The config without what the model cannot run, and {family or "qat": reason} for what was dropped.
 
-    Every family but ptq fine-tunes the model with tfmot; when the model cannot be wrapped (`blockers`, from the
-    support check) those families are dropped, or the search is refused when nothing else was asked for."""
+    Every family but ptq fine-tunes the model with tfmot; when the model cannot be wrapped (the support check's
+    reasons) those families are dropped, or the search is refused when nothing else was asked for. QAT steps are
+    dropped when tfmot's QAT cannot quantize some of the model's layers (a Dense->BatchNorm MLP, for example)."""
+    from edgeopt.components.qat.config import QatConfig
+
     training = [family for family in config.families if family != ChainFamily.PTQ]
-    if not blockers or not training:
-        return config, {}
-    reason = "; ".join(blockers)
-    if ChainFamily.PTQ not in config.families:
-        raise UnsupportedModelError(
-            f"the search asks for fine-tuning families {[f.value for f in training]} only, but {model} cannot be "
-            f"fine-tuned: {reason}. Add the ptq family (families: [ptq]) to search post-training quantization"
-        )
-    logger.warning("searching post-training quantization only: %s", reason)
-    kept = config.model_copy(update={"families": [ChainFamily.PTQ]})
-    return kept, {family.value: reason for family in training}
+    blockers = model_reasons(inspection)
+    refused: dict[str, str] = {}
+    if blockers and training:
+        reason = "; ".join(blockers)
+        if ChainFamily.PTQ not in config.families:
+            raise UnsupportedModelError(
+                f"the search asks for fine-tuning families {[f.value for f in training]} only, but "
+                f"{inspection.path} cannot be fine-tuned: {reason}. Add the ptq family (families: [ptq]) to search "
+                "post-training quantization"
+            )
+        logger.warning("searching post-training quantization only: %s", reason)
+        config = config.model_copy(update={"families": [ChainFamily.PTQ]})
+        refused = {family.value: reason for family in training}
+    elif training and config.max_qat_epochs:
+        qat_blockers = qat_reasons(inspection, QatConfig())
+        if qat_blockers:
+            logger.warning("trials get no QAT step: %s", "; ".join(qat_blockers))
+            config = config.model_copy(update={"max_qat_epochs": 0})
+            refused["qat"] = "; ".join(qat_blockers)
+    return config, refused
 
 
 def budget_excess(record: dict, budget: float) -> float:
