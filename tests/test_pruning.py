@@ -74,6 +74,18 @@ def test_skip_layers_stay_dense(tiny_model, digits_data, tmp_path):
     assert np.mean(conv1 == 0) < 0.05
 
 
+def test_layers_under_min_layer_weights_stay_dense(tiny_model, digits_data, tmp_path):
+    # The tiny CNN's kernels: conv1 3x3x1x8 = 72 and logits 32x10 = 320 weights stay dense; conv2 (1,152) and dense1
+    # are pruned to the target.
+    config = PruningConfig(target_sparsity=0.6, epochs=2, min_layer_weights=1000)
+    result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data)
+    assert sorted(result.layer_sparsity) == ["conv2", "dense1"]
+    assert all(sparsity == pytest.approx(0.6, abs=0.02) for sparsity in result.layer_sparsity.values())
+    pruned = load_keras_model(tmp_path / "pruned")
+    for name in ("conv1", "logits"):
+        assert np.mean(pruned.get_layer(name).kernel.numpy() == 0) < 0.05
+
+
 def test_block_sparsity_zeros_whole_blocks_that_stay_consecutive_in_the_tflite(tiny_model, digits_data, tmp_path):
     config = PruningConfig(target_sparsity=0.75, block_size=(4, 1), epochs=4, learning_rate=1e-3)
     result = prune(tiny_model, config, tmp_path / "pruned", data=digits_data)

@@ -127,7 +127,7 @@ def test_two_objectives_use_nsga2_and_an_enqueued_pqat_chain_runs(tiny_model, di
     # A known-good chain enqueued before the search (Optuna's warm start) runs first, exactly as given: prune 60 %,
     # then one epoch of sparsity-preserving QAT.
     search_core.open_study(config, tmp_path).enqueue_trial(
-        {"family": "prune", "block_size": "1x1", "target_sparsity": 0.6, "prune_epochs": 1,
+        {"family": "prune", "block_size": "1x1", "target_sparsity": 0.6, "min_layer_weights": 0, "prune_epochs": 1,
          "prune_learning_rate": 1e-3, "mode": "full_integer", "qat_epochs": 1, "dense_granularity": "per_channel"}
     )  # fmt: skip
     report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
@@ -311,12 +311,13 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     assert recipe.gate.max_accuracy_drop == 1.0
 
     chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
-             "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1,
+             "min_layer_weights": 1000, "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1,
              "cluster_learning_rate": 1e-4, "qat_epochs": 0}  # fmt: skip
     recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
     assert recipe.technique_chain == "prune+cluster+quantize"
     prune, cluster = recipe.steps[0].config, recipe.steps[1].config
     assert prune.block_size == (4, 1) and prune.target_sparsity == 0.85 and prune.learning_rate == 5e-4
+    assert prune.min_layer_weights == 1000
     assert cluster.number_of_clusters == 16 and cluster.preserve_sparsity and cluster.learning_rate == 1e-4
     if params["mode"] == "full_integer":
         # PCQAT: a QAT step that keeps the zeros and the clusters, and no float layers drawn after QAT.

@@ -48,6 +48,15 @@ class PruningConfig(FineTuningConfig):
             ".tflite: runs gzip codes far better than scattered zeros. (1, 1) is unstructured; unstructured only."
         ),
     )
+    min_layer_weights: int = pydantic.Field(
+        0,
+        ge=0,
+        description=(
+            "Layers whose kernel has fewer weights stay dense: small layers (a network's first convolutions, "
+            "narrow projections) are the most sensitive and hold few bytes. target_sparsity applies to the layers "
+            "pruned. 0 prunes every Dense and Conv2D layer not in skip_layers."
+        ),
+    )
     ramp_fraction: float = pydantic.Field(
         0.7, gt=0, le=1, description="Share of the training steps over which sparsity ramps up; the rest recovers."
     )

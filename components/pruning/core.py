@@ -108,8 +108,12 @@ def prune(
             model_path,
             config,
             data,
-            wrap=lambda layer, model: tfmot.sparsity.keras.prune_low_magnitude(
-                layer, **wrapper_args, **_block_args(config, layer, model)
+            wrap=lambda layer, model: (
+                layer  # left alone: not wrapped, not counted
+                if layer.kernel.shape.num_elements() < config.min_layer_weights
+                else tfmot.sparsity.keras.prune_low_magnitude(
+                    layer, **wrapper_args, **_block_args(config, layer, model)
+                )
             ),
             verb="prune",
             allow_unsafe=allow_unsafe,

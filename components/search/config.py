@@ -93,6 +93,13 @@ class SearchConfig(StrictConfig):
         min_length=1,
         description="Dense pruning block sizes to draw from ((1, 1) is unstructured).",
     )
+    min_layer_weights: list[pydantic.NonNegativeInt] = pydantic.Field(
+        default_factory=lambda: [0, 1000, 5000],
+        min_length=1,
+        description=(
+            "Choices of PruningConfig.min_layer_weights: layers with smaller kernels stay dense (0 prunes them all)."
+        ),
+    )
     min_clusters: int = pydantic.Field(4, ge=2, le=256, description="Fewest clusters per kernel drawn.")
     max_clusters: int = pydantic.Field(64, ge=2, le=256, description="Most clusters per kernel drawn (log scale).")
     centroid_inits: list[CentroidInit] = pydantic.Field(

@@ -85,6 +85,7 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
                 "config": {
                     "target_sparsity": round(sparsity, 4),
                     "block_size": [int(part) for part in block.split("x")],
+                    "min_layer_weights": trial.suggest_categorical("min_layer_weights", config.min_layer_weights),
                     "epochs": epochs("prune_epochs"),
                     "learning_rate": rate("prune_learning_rate"),
                     "seed": config.seed,
