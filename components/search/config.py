@@ -94,7 +94,7 @@ class SearchConfig(StrictConfig):
         description="Dense pruning block sizes to draw from ((1, 1) is unstructured).",
     )
     min_layer_weights: list[pydantic.NonNegativeInt] = pydantic.Field(
-        default_factory=lambda: [0, 1000, 5000],
+        default_factory=lambda: [0, 1000, 5000, 20000],
         min_length=1,
         description=(
             "Choices of PruningConfig.min_layer_weights: layers with smaller kernels stay dense (0 prunes them all)."
