@@ -311,8 +311,8 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     assert recipe.gate.max_accuracy_drop == 1.0
 
     chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
-             "min_layer_weights": 1000, "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear", "cluster_epochs": 1,
-             "cluster_learning_rate": 1e-4, "qat_epochs": 0}  # fmt: skip
+             "min_layer_weights": 1000, "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear",
+             "cluster_epochs": 1, "cluster_learning_rate": 1e-4, "qat_epochs": 0}  # fmt: skip
     recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
     assert recipe.technique_chain == "prune+cluster+quantize"
     prune, cluster = recipe.steps[0].config, recipe.steps[1].config
@@ -334,8 +334,9 @@ def test_models_qat_cannot_quantize_get_no_qat_steps(tmp_path):
 
     keras.utils.set_random_seed(0)
     # LayerNormalization: prunable and clusterable (no kernel to touch), but not in tfmot's QAT registry.
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, name="dense"),
-                              keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2, name="head")])  # fmt: skip
+    layers = [keras.layers.Input((4,)), keras.layers.Dense(8, name="dense"),
+              keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2, name="head")]  # fmt: skip
+    model = keras.Sequential(layers)
     model.save(tmp_path / "dense_ln")
     config, refused = search_core.searchable_config(SearchConfig(), inspect_model(tmp_path / "dense_ln"))
     assert config.max_qat_epochs == 0 and config.families == SearchConfig().families

@@ -46,20 +46,42 @@ def search_config(args):
     return SearchConfig.from_dict(data)
 
 
+def prepare_search(args):
+    """Validates everything the search reads before `run_job` locks --out: the config, where it would run, the
+    model path, the data (a preflight pass, as `optimize` does) and the calibration artifact."""
+    from edgeopt.components._shared.distribution import Distribution, resolve_distribution
+    from edgeopt.components._shared.model_io import resolve_model_path
+    from edgeopt.components.cli_jobs import checked_training_data
+
+    args.search_config = search_config(args)
+    if resolve_distribution(Distribution.AUTO) == Distribution.MULTI_WORKER:
+        raise ConfigError(
+            "edgeopt search runs its trials in one process, and TF_CONFIG describes a multi-worker cluster (every "
+            "worker would have to draw the same trials in step); run the search on one machine without TF_CONFIG "
+            "(its GPUs train each trial), then `edgeopt optimize --recipe` the winner's recipe across the cluster"
+        )
+    resolve_model_path(args.model)
+    args.data = checked_training_data(
+        args.examples, data_spec=args.data_spec, module_file=args.module_file, non_finite=args.non_finite
+    )
+    if args.calibration:
+        from edgeopt.components.calibration.core import load_calibration_inputs
+
+        load_calibration_inputs(args.calibration, args.data)
+
+
 def run_search(args) -> int:
-    from edgeopt.components._shared.data import load_training_data
     from edgeopt.components.calibration.core import MANIFEST_FILE
     from edgeopt.components.search.core import search
     from edgeopt.components.search.outputs import PARETO_JSON, TRIALS_MD
 
-    config = search_config(args)
-    data = load_training_data(args.examples, data_spec=args.data_spec, module_file=args.module_file)
+    config = args.search_config
     out = Path(args.out)
     report = search(
         args.model,
         config,
         out,
-        data=data,
+        data=args.data,
         calibration_dir=args.calibration,
         champion_tflite=args.tracking_job.champion_tflite(),
         allow_unsafe=args.allow_unsafe_model,
@@ -112,6 +134,12 @@ def add_commands(commands):
     )
     parser.add_argument("--calibration", help="calibration artifact from `edgeopt sample` for full-integer trials")
     parser.add_argument(
+        "--non-finite",
+        choices=("drop", "fail"),
+        default="drop",
+        help="examples holding NaN or Inf: drop and count them in report.json (default), or fail the search",
+    )
+    parser.add_argument(
         "--allow-unsafe-model", action="store_true", help="accept .h5 files and Lambda layers (they run stored code)"
     )
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads for latency (default 1)")
@@ -121,4 +149,4 @@ def add_commands(commands):
         "-q", "--quiet", dest="verbose", action="store_const", const=0, default=2, help="warnings and errors only"
     )
     tracking_commands.add_tracking_args(parser)
-    parser.set_defaults(handler=run_search)
+    parser.set_defaults(handler=run_search, prepare=prepare_search)
