@@ -232,6 +232,7 @@ def build_pipeline(config: PipelineConfig | None = None, *, config_dir=None):
                     calibration=calibration,
                     config=kfp_search_config(config.search),
                     module_file=module_file,
+                    champion=champion,
                 )
             ).outputs["search_results"]
         # KFP 2.17 cannot pass dsl.Collected into a dsl.If branch, so select_winner gathers the fan-out into a bundle.

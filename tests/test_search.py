@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -229,6 +230,25 @@ def test_kfp_search_component_outputs_the_winner(tiny_model, digits_examples, tm
     assert (tmp_path / "best" / "model.tflite").read_bytes() == winner_tflite.read_bytes()
     assert metrics.metadata["trials"] == 2
     assert winner in (tmp_path / "report.md").read_text()
+    first = json.loads((tmp_path / "results" / "report.json").read_text())
+    assert "champion" not in first  # fetch_champion's folder was not given
+
+    # With fetch_champion's folder holding the champion (here the float model), every trial is gated against it.
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    shutil.copy2(first["baseline"]["tflite_path"], champion / "model.tflite")
+    gated = artifact(dsl.Artifact, "gated")
+    search_model.python_func(
+        model=dsl.Model(name="model", uri=str(tiny_model), metadata={}),
+        examples=dsl.Dataset(name="examples", uri=str(digits_examples), metadata={}),
+        best_model=artifact(dsl.Model, "best2"), search_results=gated, metrics=artifact(dsl.Metrics, "m2"),
+        report=artifact(dsl.Markdown, "report2.md"), champion=dsl.Model(name="c", uri=str(champion), metadata={}),
+        config={"trials": 1, "families": ["ptq"], "evaluation": {"timed_runs": 3, "warmup_runs": 1}},
+        data_spec=digits_data_spec().to_dict(),
+    )  # fmt: skip
+    second = json.loads((tmp_path / "gated" / "report.json").read_text())
+    assert second["search"]["gated_against_champion"] is True
+    assert second["champion"]["tflite_bytes"] == first["baseline"]["tflite_bytes"]
 
 
 @pytest.mark.slow

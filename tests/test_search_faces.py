@@ -94,6 +94,9 @@ def test_kfp_pipeline_compiles_with_the_search_step_feeding_the_selection(tmp_pa
     assert config["trials"] == 5 and config["families"] == ["ptq"]
     fed = tasks["select-winner"]["inputs"]["artifacts"]["search_results"]["taskOutputArtifact"]
     assert fed == {"producerTask": "search-model", "outputArtifactKey": "search_results"}
+    # The registry's champion gates the search's trials as it gates the recipes' evaluations.
+    champion = tasks["search-model"]["inputs"]["artifacts"]["champion"]["taskOutputArtifact"]
+    assert champion == {"producerTask": "fetch-champion", "outputArtifactKey": "champion"}
     with pytest.raises(ConfigError, match="set 100"):
         compile_pipeline(PipelineConfig(search={"prune_trials_above_drop": None}), tmp_path / "refused.yaml")
     # The checked-in default pipeline (no search in the default PipelineConfig) has no search step.

@@ -48,6 +48,14 @@ def optimize_recipe_in_folder(model_path: str, recipe, output_dir: str, data: Tr
     return {"metadata": metadata, "metrics": metrics, "markdown": markdown}
 
 
+def champion_file(champion_dir: str | None) -> str | None:
+    """champion/model.tflite from `fetch_champion`'s folder, or None: a pipeline's first run has no champion yet."""
+    import os
+
+    path = os.path.join(champion_dir, "model.tflite") if champion_dir else None
+    return path if path and os.path.exists(path) else None
+
+
 def evaluate_in_folder(candidate_dir, baseline_dir, data, gate, evaluation, candidate_metadata, champion_dir) -> dict:
     """The candidate's report.json record (plus a Markdown summary) from folders holding model.tflite; the champion
     folder counts only when it holds one (a pipeline's first run has no champion yet)."""
@@ -57,12 +65,8 @@ def evaluate_in_folder(candidate_dir, baseline_dir, data, gate, evaluation, cand
 
     baseline = evaluate_tflite(os.path.join(baseline_dir, "model.tflite"), data, evaluation)
     candidate = evaluate_tflite(os.path.join(candidate_dir, "model.tflite"), data, evaluation)
-    champion_tflite = os.path.join(champion_dir, "model.tflite") if champion_dir else None
-    champion = (
-        evaluate_tflite(champion_tflite, data, evaluation)
-        if champion_tflite and os.path.exists(champion_tflite)
-        else None
-    )
+    champion_tflite = champion_file(champion_dir)
+    champion = evaluate_tflite(champion_tflite, data, evaluation) if champion_tflite else None
     conversion = {key: candidate_metadata.get(key) for key in ("max_abs_diff", "top1_agreement")}
     record = measure_candidate(candidate, baseline, gate, champion, conversion)
     config = candidate_metadata.get("edgeopt_config", {})

@@ -20,15 +20,17 @@ def search_model(
     calibration: Optional[Input[Dataset]] = None,
     data_spec: Optional[dict] = None,
     module_file: str = "",
+    champion: Optional[Input[Model]] = None,
 ):
     """Searches technique chains within the accuracy budget (`config`: a SearchConfig as a dict). `search_results`
     holds report.json, pareto.json, the trials table and search.db (rerun on the same folder to resume);
-    `best_model` holds the winner's model.tflite and its recipe, and stays empty when no trial is within budget."""
+    `best_model` holds the winner's model.tflite and its recipe, and stays empty when no trial is within budget.
+    With a `champion` folder holding model.tflite (from `fetch_champion`), every trial is also gated against it."""
     import json
     import os
     import shutil
 
-    from edgeopt.components._shared.kfp_runtime import training_data
+    from edgeopt.components._shared.kfp_runtime import champion_file, training_data
     from edgeopt.components.search.config import SearchConfig
     from edgeopt.components.search.core import search
     from edgeopt.components.search.outputs import TRIALS_MD
@@ -36,7 +38,12 @@ def search_model(
     settings = SearchConfig.from_dict(config)
     data = training_data(examples.path, data_spec, module_file)
     result = search(
-        model.path, settings, search_results.path, data=data, calibration_dir=calibration and calibration.path
+        model.path,
+        settings,
+        search_results.path,
+        data=data,
+        calibration_dir=calibration and calibration.path,
+        champion_tflite=champion_file(champion and champion.path),
     )
     summary = result["search"]
     metrics.log_metric("trials", summary["trials"])
