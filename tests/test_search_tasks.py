@@ -11,7 +11,7 @@ from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.search import core as search_core
 from edgeopt.components.search.config import SearchConfig
 from tests import task_models
-from tests.helpers import Untouchable, save_tiny_subclassed_model
+from tests.helpers import Untouchable, kernels, overall_sparsity, save_tiny_subclassed_model
 
 FAST_EVALUATION = EvaluationConfig(timed_runs=3, warmup_runs=1)
 
@@ -48,6 +48,36 @@ def test_a_regressor_is_searched_with_its_budget_in_percent_of_mae(tmp_path):
     # Lower MAE for more bytes along the front: the error metric counts lower as better.
     assert all(a["metric"] > b["metric"] for a, b in zip(front, front[1:], strict=False))
     assert all(a["gzip_bytes"] < b["gzip_bytes"] for a, b in zip(front, front[1:], strict=False))
+
+
+@pytest.mark.slow
+def test_a_two_input_classifier_is_searched_through_its_named_inputs(tmp_path):
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components._shared.data_spec import DataSpec
+
+    features, labels = task_models.wine_named()
+    examples = task_models.write_examples(tmp_path / "examples", features, labels)
+    model = task_models.dict_input_classifier(tmp_path / "model", features, labels)
+    named = [{"key": "chemistry", "shape": [8], "input": "chemistry"},
+             {"key": "appearance", "shape": [5], "input": "appearance"}]  # fmt: skip
+    spec = DataSpec(features=named, label_key="label")
+    config = SearchConfig(
+        trials=2, max_accuracy_drop=5.0, families=["prune"], quantize_modes=["full_integer"], max_qat_epochs=1,
+        prune_trials_above_drop=None,
+        min_epochs=1, max_epochs=1, evaluation=FAST_EVALUATION,
+    )  # fmt: skip
+    report = search_core.search(model, config, tmp_path / "search", data=load_training_data(examples, data_spec=spec))
+    # Its kernels hold a few hundred weights: min_layer_weights choices that would leave nothing to prune are dropped.
+    assert report["search"]["config"]["min_layer_weights"] == [0]
+    assert [c.get("error") for c in report["candidates"]] == [None, None]
+    for candidate in report["candidates"]:
+        assert candidate["steps"][0] == "prune" and candidate["steps"][-1] == "quantize"
+        # The pruned kernels reached the .tflite as int8 with their zeros (a model this small gains no bytes: its
+        # per-channel scales outweigh the weights).
+        target = candidate["config"]["steps"][0]["config"]["target_sparsity"]
+        assert overall_sparsity(kernels(candidate["tflite_path"], "INT8")) >= target - 0.1
+        assert candidate["gate"]["passed"] == (candidate["accuracy_drop"] <= 5.0)
+    assert report["search"]["winner"] in {None, *(c["recipe"] for c in report["candidates"])}
 
 
 @pytest.mark.slow

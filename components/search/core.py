@@ -240,6 +240,7 @@ def search(
     optuna = _optuna()
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
     config, refused = searchable_config(config, inspection)
+    config = fit_min_layer_weights(config, model_path, allow_unsafe=allow_unsafe)
     if champion_tflite:
         check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
@@ -376,6 +377,23 @@ def searchable_config(config: SearchConfig, inspection) -> tuple[SearchConfig, d
             config = config.model_copy(update={"max_qat_epochs": 0})
             refused["qat"] = "; ".join(qat_blockers)
     return config, refused
+
+
+def fit_min_layer_weights(config: SearchConfig, model_path, *, allow_unsafe: bool) -> SearchConfig:
+    """The config whose min_layer_weights choices each leave at least one layer to prune: a choice above the
+    model's largest Dense/Conv2D kernel would fail every trial that draws it (a choice of 0 is always kept)."""
+    if not {ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER} & set(config.families) or max(config.min_layer_weights) == 0:
+        return config
+    from edgeopt.components._shared.model_io import load_keras_model
+    from edgeopt.components._shared.training import is_prunable_type
+
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    largest = max((layer.kernel.shape.num_elements() for layer in model.layers if is_prunable_type(layer)), default=0)
+    kept = [choice for choice in config.min_layer_weights if choice == 0 or choice <= largest]
+    if kept != config.min_layer_weights:
+        logger.info("min_layer_weights choices %s: the largest kernel has %d weights", kept, largest)
+        config = config.model_copy(update={"min_layer_weights": kept})
+    return config
 
 
 def budget_excess(record: dict, budget: float) -> float:
