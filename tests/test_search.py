@@ -12,6 +12,7 @@ from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.cli import main
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.search import core as search_core
+from edgeopt.components.search import space as search_space
 from edgeopt.components.search.cli_commands import parse_budget
 from edgeopt.components.search.config import SearchConfig
 from tests.helpers import activation_types, kernels, overall_sparsity
@@ -322,7 +323,7 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     config = SearchConfig(
         quantize_modes=["full_integer", "int4_weight_only", "aeq_static_int8"], max_float_layers=2, max_int16x8_layers=2
     )
-    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(params), config)
+    recipe = search_space.suggest_recipe(optuna.trial.FixedTrial(params), config)
     # Trials are checked by their gate on the eval split, not by top-1 agreement with the Keras model.
     assert recipe.steps[-1].config.model_dump(mode="json", exclude_unset=True) == {
         **quantize,
@@ -333,7 +334,7 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     chain = {**params, "family": "prune_cluster", "block_size": "4x1", "target_sparsity": 0.85, "prune_epochs": 2,
              "min_layer_weights": 1000, "prune_learning_rate": 5e-4, "clusters": 16, "centroid_init": "linear",
              "cluster_epochs": 1, "cluster_learning_rate": 1e-4, "qat_epochs": 0}  # fmt: skip
-    recipe = search_core.suggest_recipe(optuna.trial.FixedTrial(chain), config)
+    recipe = search_space.suggest_recipe(optuna.trial.FixedTrial(chain), config)
     assert recipe.technique_chain == "prune+cluster+quantize"
     prune, cluster = recipe.steps[0].config, recipe.steps[1].config
     assert prune.block_size == (4, 1) and prune.target_sparsity == 0.85 and prune.learning_rate == 5e-4
@@ -341,7 +342,7 @@ def test_suggested_recipes_are_valid_chains(params, quantize):
     assert cluster.number_of_clusters == 16 and cluster.preserve_sparsity and cluster.learning_rate == 1e-4
     if params["mode"] == "full_integer":
         # PCQAT: a QAT step that keeps the zeros and the clusters, and no float layers drawn after QAT.
-        recipe = search_core.suggest_recipe(optuna.trial.FixedTrial({**chain, "qat_epochs": 2}), config)
+        recipe = search_space.suggest_recipe(optuna.trial.FixedTrial({**chain, "qat_epochs": 2}), config)
         assert recipe.technique_chain == "prune+cluster+qat+quantize"
         qat = recipe.steps[2].config
         assert qat.scheme == "sparse_cluster_preserve" and qat.epochs == 2
@@ -358,10 +359,10 @@ def test_models_qat_cannot_quantize_get_no_qat_steps(tmp_path):
               keras.layers.LayerNormalization(name="norm"), keras.layers.Dense(2, name="head")]  # fmt: skip
     model = keras.Sequential(layers)
     model.save(tmp_path / "dense_ln")
-    config, refused = search_core.searchable_config(SearchConfig(), inspect_model(tmp_path / "dense_ln"))
+    config, refused = search_space.searchable_config(SearchConfig(), inspect_model(tmp_path / "dense_ln"))
     assert config.max_qat_epochs == 0 and config.families == SearchConfig().families
     assert list(refused) == ["qat"] and "QAT cannot quantize layers" in refused["qat"]
-    config, refused = search_core.searchable_config(
+    config, refused = search_space.searchable_config(
         SearchConfig(families=["ptq"]), inspect_model(tmp_path / "dense_ln")
     )
     assert refused == {} and config.max_qat_epochs == 2  # no fine-tuning family: nothing to drop

@@ -1,0 +1,139 @@
+"""The search space: which technique chains a trial may be (`suggest_recipe`), and what of it a given model can
+run (`searchable_config`, `fit_min_layer_weights`), decided once before the study starts."""
+
+import logging
+
+from edgeopt.components._shared.errors import UnsupportedModelError
+from edgeopt.components._shared.support import model_reasons, qat_reasons
+from edgeopt.components.evaluation.config import GateConfig
+from edgeopt.components.quantization.config import AEQ_MODES, QuantizationMode
+from edgeopt.components.recipes.config import RecipeConfig
+from edgeopt.components.search.config import ChainFamily, SearchConfig
+
+logger = logging.getLogger(__name__)
+
+#: The QAT scheme that keeps what each family's steps made: zeros, clusters, or both.
+QAT_SCHEMES = {
+    ChainFamily.PRUNE: "prune_preserve",
+    ChainFamily.CLUSTER: "cluster_preserve",
+    ChainFamily.PRUNE_CLUSTER: "sparse_cluster_preserve",
+}
+
+
+def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
+    """Draws one technique chain and its hyperparameters from the search space as a validated RecipeConfig."""
+    family = ChainFamily(trial.suggest_categorical("family", [family.value for family in config.families]))
+    epochs = lambda name: trial.suggest_int(name, config.min_epochs, config.max_epochs)  # noqa: E731
+    rate = lambda name: trial.suggest_float(name, *config.learning_rates, log=True)  # noqa: E731
+    steps: list[dict] = []
+    if family in (ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER):
+        block = trial.suggest_categorical("block_size", [f"{rows}x{cols}" for rows, cols in config.block_sizes])
+        sparsity = trial.suggest_float("target_sparsity", config.min_sparsity, config.max_sparsity, step=0.05)
+        steps.append(
+            {
+                "technique": "prune",
+                "config": {
+                    "target_sparsity": round(sparsity, 4),
+                    "block_size": [int(part) for part in block.split("x")],
+                    "min_layer_weights": trial.suggest_categorical("min_layer_weights", config.min_layer_weights),
+                    "epochs": epochs("prune_epochs"),
+                    "learning_rate": rate("prune_learning_rate"),
+                    "seed": config.seed,
+                },
+            }
+        )
+    if family in (ChainFamily.CLUSTER, ChainFamily.PRUNE_CLUSTER):
+        steps.append(
+            {
+                "technique": "cluster",
+                "config": {
+                    "number_of_clusters": trial.suggest_int(
+                        "clusters", config.min_clusters, config.max_clusters, log=True
+                    ),
+                    "centroid_init": trial.suggest_categorical(
+                        "centroid_init", [i.value for i in config.centroid_inits]
+                    ),
+                    "preserve_sparsity": family == ChainFamily.PRUNE_CLUSTER,
+                    "epochs": epochs("cluster_epochs"),
+                    "learning_rate": rate("cluster_learning_rate"),
+                    "seed": config.seed,
+                },
+            }
+        )
+    mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
+    qat_epochs = 0
+    if config.max_qat_epochs and mode == QuantizationMode.FULL_INTEGER and family != ChainFamily.PTQ:
+        # PQAT, CQAT, PCQAT: quantization-aware fine-tuning that keeps the zeros and clusters of the steps before.
+        qat_epochs = trial.suggest_int("qat_epochs", 0, config.max_qat_epochs)
+    if qat_epochs:
+        steps.append({"technique": "qat", "config": {"scheme": QAT_SCHEMES[family], "epochs": qat_epochs,
+                                                     "seed": config.seed}})  # fmt: skip
+    # A trial's check is its gate on the eval split: a conversion that disagrees with the Keras model is measured
+    # and rejected by its accuracy instead of failing, so the sampler learns from it (TPE ignores failed trials).
+    quantize: dict = {"mode": mode, "validation": {"min_top1_agreement": 0.0}}
+    if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
+        granularities = [g.value for g in config.dense_granularities]
+        quantize["dense_granularity"] = trial.suggest_categorical("dense_granularity", granularities)
+    if config.max_float_layers and mode == QuantizationMode.FULL_INTEGER and not qat_epochs:
+        float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
+        if float_top_k:
+            quantize["float_top_k"] = float_top_k
+    if config.max_int16x8_layers and mode == QuantizationMode.AEQ_STATIC_INT8:
+        int16x8_top_k = trial.suggest_int("int16x8_top_k", 0, config.max_int16x8_layers)
+        if int16x8_top_k:
+            quantize["int16x8_top_k"] = int16x8_top_k
+    steps.append({"technique": "quantize", "config": quantize})
+    return RecipeConfig(
+        name=f"trial_{trial.number:04d}",
+        description=f"search trial {trial.number}: {family.value}",
+        steps=steps,
+        gate=GateConfig(max_accuracy_drop=config.max_accuracy_drop),
+    )
+
+
+def searchable_config(config: SearchConfig, inspection) -> tuple[SearchConfig, dict]:
+    """The config without what the model cannot run, and {family or "qat": reason} for what was dropped.
+
+    Every family but ptq fine-tunes the model with tfmot; when the model cannot be wrapped (the support check's
+    reasons) those families are dropped, or the search is refused when nothing else was asked for. QAT steps are
+    dropped when tfmot's QAT cannot quantize some of the model's layers (a Dense->BatchNorm MLP, for example)."""
+    from edgeopt.components.qat.config import QatConfig
+
+    training = [family for family in config.families if family != ChainFamily.PTQ]
+    blockers = model_reasons(inspection)
+    refused: dict[str, str] = {}
+    if blockers and training:
+        reason = "; ".join(blockers)
+        if ChainFamily.PTQ not in config.families:
+            raise UnsupportedModelError(
+                f"the search asks for fine-tuning families {[f.value for f in training]} only, but "
+                f"{inspection.path} cannot be fine-tuned: {reason}. Add the ptq family (families: [ptq]) to search "
+                "post-training quantization"
+            )
+        logger.warning("searching post-training quantization only: %s", reason)
+        config = config.model_copy(update={"families": [ChainFamily.PTQ]})
+        refused = {family.value: reason for family in training}
+    elif training and config.max_qat_epochs:
+        qat_blockers = qat_reasons(inspection, QatConfig())
+        if qat_blockers:
+            logger.warning("trials get no QAT step: %s", "; ".join(qat_blockers))
+            config = config.model_copy(update={"max_qat_epochs": 0})
+            refused["qat"] = "; ".join(qat_blockers)
+    return config, refused
+
+
+def fit_min_layer_weights(config: SearchConfig, model_path, *, allow_unsafe: bool) -> SearchConfig:
+    """The config whose min_layer_weights choices each leave at least one layer to prune: a choice above the
+    model's largest Dense/Conv2D kernel would fail every trial that draws it (a choice of 0 is always kept)."""
+    if not {ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER} & set(config.families) or max(config.min_layer_weights) == 0:
+        return config
+    from edgeopt.components._shared.model_io import load_keras_model
+    from edgeopt.components._shared.training import is_prunable_type
+
+    model = load_keras_model(model_path, allow_unsafe=allow_unsafe)
+    largest = max((layer.kernel.shape.num_elements() for layer in model.layers if is_prunable_type(layer)), default=0)
+    kept = [choice for choice in config.min_layer_weights if choice == 0 or choice <= largest]
+    if kept != config.min_layer_weights:
+        logger.info("min_layer_weights choices %s: the largest kernel has %d weights", kept, largest)
+        config = config.model_copy(update={"min_layer_weights": kept})
+    return config
