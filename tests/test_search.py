@@ -29,7 +29,9 @@ PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_ran
         ({"objectives": ["gzip_bytes", "gzip_bytes"]}, "objectives repeat"),
         ({"objectives": ["gzip_bytes", "tflite_bytes", "latency_p50"]}, "at most 2 items"),
         ({"quantize_modes": ["float16"]}, r"\['float16'\] are not searched"),
-        ({"families": ["distill"]}, "families.0"),
+        ({"families": ["lowrank"]}, "families.0"),
+        ({"distill_epochs": (10, 5)}, r"distill_epochs \[10, 5\] must be \(fewest, most\)"),
+        ({"width_multipliers": [0.5, 1.5]}, r"width_multipliers \[0.5, 1.5\] must lie in \(0, 1\]"),
     ],
 )
 def test_search_config_rejects_bad_spaces(fields, message):

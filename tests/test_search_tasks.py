@@ -7,8 +7,10 @@ import optuna
 import pytest
 
 from edgeopt.components._shared.errors import ModelLoadError, UnsupportedModelError
+from edgeopt.components._shared.tasks import TaskSpec
 from edgeopt.components.evaluation.config import EvaluationConfig
 from edgeopt.components.search import core as search_core
+from edgeopt.components.search import space as search_space
 from edgeopt.components.search.config import SearchConfig
 from tests import task_models
 from tests.helpers import Untouchable, kernels, overall_sparsity, save_tiny_subclassed_model
@@ -119,12 +121,49 @@ def test_a_model_that_cannot_be_fine_tuned_is_searched_over_ptq_only(digits_data
     assert all(c["tflite_bytes"] for c in report["candidates"])
 
 
+class _TaskOnly(Untouchable):
+    """Training data whose task may be read (metadata), but nothing else."""
+
+    def __init__(self, task):
+        object.__setattr__(self, "task", task)
+
+
 def test_fine_tuning_families_alone_are_refused_before_anything_is_created(tmp_path):
     model = save_tiny_subclassed_model(tmp_path / "subclassed")
     out = tmp_path / "search"
-    with pytest.raises(UnsupportedModelError, match=r"cannot be fine-tuned: .*subclassed.*Add the ptq family"):
-        search_core.search(model, SearchConfig(families=["prune", "cluster"]), out, data=Untouchable())
+    with pytest.raises(UnsupportedModelError, match=r"cannot run any of its families .*subclassed.*Add the ptq family"):
+        search_core.search(model, SearchConfig(families=["prune", "cluster"]), out, data=_TaskOnly(TaskSpec()))
     assert not out.exists()
+
+
+def test_distillation_families_are_dropped_for_binary_tasks(tiny_model):
+    from edgeopt.components._shared.model_format import inspect_model
+    from edgeopt.components._shared.tasks import Task
+
+    config = SearchConfig(families=["ptq", "distill", "distill_prune"])
+    kept, refused = search_space.searchable_config(config, inspect_model(tiny_model), Task.BINARY)
+    assert kept.families == ["ptq"] and sorted(refused) == ["distill", "distill_prune"]
+    assert "not binary tasks" in refused["distill"]
+    kept, refused = search_space.searchable_config(config, inspect_model(tiny_model), Task.CLASSIFICATION)
+    assert kept.families == config.families and refused == {}
+
+
+@pytest.mark.slow
+def test_a_distill_prune_trial_trains_a_narrower_student_and_prunes_it(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(trials=1, families=["distill_prune"], quantize_modes=["full_integer"], max_qat_epochs=0,
+                          prune_trials_above_drop=None, evaluation=FAST_EVALUATION)  # fmt: skip
+    search_core.open_study(config, tmp_path).enqueue_trial(
+        {"family": "distill_prune", "width_multiplier": 0.5, "distill_epochs": 3, "block_size": "1x1",
+         "target_sparsity": 0.5, "min_layer_weights": 0, "prune_epochs": 1, "prune_learning_rate": 1e-4,
+         "mode": "full_integer", "dense_granularity": "per_channel"}
+    )  # fmt: skip
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
+    (candidate,) = report["candidates"]
+    assert candidate["steps"] == ["distill", "prune", "quantize"] and not candidate.get("error")
+    # Half the width: dense1 of the 32-unit tiny CNN has 16 units in the student's int8 file, half of them zero.
+    student_dense = [t for t in kernels(candidate["tflite_path"], "INT8") if t.shape[0] == 16 and len(t.shape) == 2]
+    assert student_dense and overall_sparsity(student_dense) == pytest.approx(0.5, abs=0.05)
+    assert candidate["tflite_bytes"] < report["baseline"]["tflite_bytes"] / 5
 
 
 def test_a_champion_that_is_not_a_tflite_file_is_refused_before_anything_is_created(tiny_model, tmp_path):
@@ -132,5 +171,5 @@ def test_a_champion_that_is_not_a_tflite_file_is_refused_before_anything_is_crea
     champion.write_text("<html>not a model</html>")
     out = tmp_path / "search"
     with pytest.raises(ModelLoadError, match=r"champion.tflite is not a TFLite flatbuffer .* export it again"):
-        search_core.search(tiny_model, SearchConfig(), out, data=Untouchable(), champion_tflite=champion)
+        search_core.search(tiny_model, SearchConfig(), out, data=_TaskOnly(TaskSpec()), champion_tflite=champion)
     assert not out.exists()

@@ -123,8 +123,8 @@ def add_commands(commands):
     parser.add_argument(
         "--family",
         action="append",
-        choices=("ptq", "prune", "cluster", "prune_cluster"),
-        help="technique chain to search (repeatable; default all)",
+        choices=("ptq", "prune", "cluster", "prune_cluster", "distill", "distill_prune"),
+        help="technique chain to search (repeatable; default ptq, prune, cluster, prune_cluster)",
     )
     parser.add_argument("--max-float-layers", type=int, help="keep up to this many sensitive layers float (default 0)")
     parser.add_argument(

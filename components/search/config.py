@@ -23,6 +23,13 @@ class ChainFamily(enum.StrEnum):
     PRUNE = "prune"
     CLUSTER = "cluster"
     PRUNE_CLUSTER = "prune_cluster"
+    DISTILL = "distill"  # a narrower student distilled from the model, then quantized
+    DISTILL_PRUNE = "distill_prune"  # the same student, pruned before quantization
+
+
+#: The families a search draws from unless told: distillation trains a student from scratch (distill_epochs), so
+#: its families are opt-in.
+DEFAULT_FAMILIES = (ChainFamily.PTQ, ChainFamily.PRUNE, ChainFamily.CLUSTER, ChainFamily.PRUNE_CLUSTER)
 
 
 #: Quantize modes the search may draw; float16 and whole-model int16x8 keep more bytes than int8 and are left to
@@ -69,9 +76,12 @@ class SearchConfig(StrictConfig):
         description="Name of the study in OUT/search.db; rerunning with the same name resumes it.",
     )
     families: list[ChainFamily] = pydantic.Field(
-        default_factory=lambda: list(ChainFamily),
+        default_factory=lambda: list(DEFAULT_FAMILIES),
         min_length=1,
-        description="Technique chains to draw from: ptq, prune, cluster, prune_cluster (each ends in quantize).",
+        description=(
+            "Technique chains to draw from: ptq, prune, cluster, prune_cluster (each ends in quantize), and the opt-in "
+            "distill and distill_prune (a student narrowed by width_multipliers, distilled for distill_epochs)."
+        ),
     )
     quantize_modes: list[QuantizationMode] = pydantic.Field(
         default_factory=lambda: [QuantizationMode.FULL_INTEGER, QuantizationMode.INT4_WEIGHT_ONLY],
@@ -112,6 +122,14 @@ class SearchConfig(StrictConfig):
     learning_rates: tuple[float, float] = pydantic.Field(
         (1e-5, 1e-3),
         description="Range of the Adam learning rate drawn (log scale) for each prune and cluster step.",
+    )
+    width_multipliers: list[float] = pydantic.Field(
+        default_factory=lambda: [0.5, 0.75],
+        min_length=1,
+        description="Student widths a distill trial draws from (DistillationConfig.width_multiplier).",
+    )
+    distill_epochs: tuple[pydantic.PositiveInt, pydantic.PositiveInt] = pydantic.Field(
+        (8, 24), description="Range of the epochs a distill trial trains its student (the student starts untrained)."
     )
     max_qat_epochs: int = pydantic.Field(
         2,
@@ -156,6 +174,10 @@ class SearchConfig(StrictConfig):
             raise ValueError(f"min_sparsity {self.min_sparsity} > max_sparsity {self.max_sparsity}; swap them")
         if self.min_clusters > self.max_clusters:
             raise ValueError(f"min_clusters {self.min_clusters} > max_clusters {self.max_clusters}; swap them")
+        if self.distill_epochs[0] > self.distill_epochs[1]:
+            raise ValueError(f"distill_epochs {list(self.distill_epochs)} must be (fewest, most)")
+        if any(not 0 < width <= 1 for width in self.width_multipliers):
+            raise ValueError(f"width_multipliers {self.width_multipliers} must lie in (0, 1]")
         low, high = self.learning_rates
         if not 0 < low <= high < 1:
             raise ValueError(f"learning_rates {self.learning_rates} must be (low, high) with 0 < low <= high < 1")

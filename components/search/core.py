@@ -157,7 +157,7 @@ def search(
     """
     optuna = _optuna()
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
-    config, refused = searchable_config(config, inspection)
+    config, refused = searchable_config(config, inspection, data.task.task)
     config = fit_min_layer_weights(config, model_path, allow_unsafe=allow_unsafe)
     if champion_tflite:
         check_tflite_file(champion_tflite)

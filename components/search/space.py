@@ -5,6 +5,7 @@ import logging
 
 from edgeopt.components._shared.errors import UnsupportedModelError
 from edgeopt.components._shared.support import model_reasons, qat_reasons
+from edgeopt.components._shared.tasks import Task
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.quantization.config import AEQ_MODES, QuantizationMode
 from edgeopt.components.recipes.config import RecipeConfig
@@ -17,7 +18,11 @@ QAT_SCHEMES = {
     ChainFamily.PRUNE: "prune_preserve",
     ChainFamily.CLUSTER: "cluster_preserve",
     ChainFamily.PRUNE_CLUSTER: "sparse_cluster_preserve",
+    ChainFamily.DISTILL: "default",
+    ChainFamily.DISTILL_PRUNE: "prune_preserve",
 }
+DISTILL_FAMILIES = (ChainFamily.DISTILL, ChainFamily.DISTILL_PRUNE)
+PRUNE_FAMILIES = (ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER, ChainFamily.DISTILL_PRUNE)
 
 
 def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
@@ -26,7 +31,23 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
     epochs = lambda name: trial.suggest_int(name, config.min_epochs, config.max_epochs)  # noqa: E731
     rate = lambda name: trial.suggest_float(name, *config.learning_rates, log=True)  # noqa: E731
     steps: list[dict] = []
-    if family in (ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER):
+    if family in DISTILL_FAMILIES:
+        # The distill_half_int8 recipe's loss settings; the student's width and training length are searched.
+        steps.append(
+            {
+                "technique": "distill",
+                "config": {
+                    "student": "width",
+                    "width_multiplier": trial.suggest_categorical("width_multiplier", config.width_multipliers),
+                    "epochs": trial.suggest_int("distill_epochs", *config.distill_epochs),
+                    "alpha": 0.1,
+                    "temperature": 4.0,
+                    "learning_rate": 1e-3,
+                    "seed": config.seed,
+                },
+            }
+        )
+    if family in PRUNE_FAMILIES:
         block = trial.suggest_categorical("block_size", [f"{rows}x{cols}" for rows, cols in config.block_sizes])
         sparsity = trial.suggest_float("target_sparsity", config.min_sparsity, config.max_sparsity, step=0.05)
         steps.append(
@@ -91,29 +112,34 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
     )
 
 
-def searchable_config(config: SearchConfig, inspection) -> tuple[SearchConfig, dict]:
+def searchable_config(config: SearchConfig, inspection, task: Task | None = None) -> tuple[SearchConfig, dict]:
     """The config without what the model cannot run, and {family or "qat": reason} for what was dropped.
 
     Every family but ptq fine-tunes the model with tfmot; when the model cannot be wrapped (the support check's
-    reasons) those families are dropped, or the search is refused when nothing else was asked for. QAT steps are
-    dropped when tfmot's QAT cannot quantize some of the model's layers (a Dense->BatchNorm MLP, for example)."""
+    reasons) those families are dropped, or the search is refused when nothing else was asked for. Distillation
+    families are dropped for binary and multilabel tasks (distillation refuses them), and QAT steps when tfmot's
+    QAT cannot quantize some of the model's layers (a LayerNormalization, for example)."""
     from edgeopt.components.qat.config import QatConfig
 
-    training = [family for family in config.families if family != ChainFamily.PTQ]
-    blockers = model_reasons(inspection)
     refused: dict[str, str] = {}
-    if blockers and training:
+    if task in (Task.BINARY, Task.MULTILABEL):
+        refused |= {f.value: f"distillation takes classification or regression, not {task.value} tasks"
+                    for f in config.families if f in DISTILL_FAMILIES}  # fmt: skip
+    blockers = model_reasons(inspection)
+    if blockers:
         reason = "; ".join(blockers)
-        if ChainFamily.PTQ not in config.families:
-            raise UnsupportedModelError(
-                f"the search asks for fine-tuning families {[f.value for f in training]} only, but "
-                f"{inspection.path} cannot be fine-tuned: {reason}. Add the ptq family (families: [ptq]) to search "
-                "post-training quantization"
-            )
-        logger.warning("searching post-training quantization only: %s", reason)
-        config = config.model_copy(update={"families": [ChainFamily.PTQ]})
-        refused = {family.value: reason for family in training}
-    elif training and config.max_qat_epochs:
+        refused |= {family.value: reason for family in config.families if family != ChainFamily.PTQ}
+    kept = [family for family in config.families if family.value not in refused]
+    if not kept:
+        raise UnsupportedModelError(
+            f"the search cannot run any of its families {[f.value for f in config.families]} on {inspection.path}: "
+            + "; ".join(sorted(set(refused.values())))
+            + ". Add the ptq family (families: [ptq]) to search post-training quantization"
+        )
+    if refused:
+        logger.warning("search families dropped: %s", refused)
+        config = config.model_copy(update={"families": kept})
+    if kept != [ChainFamily.PTQ] and config.max_qat_epochs:
         qat_blockers = qat_reasons(inspection, QatConfig())
         if qat_blockers:
             logger.warning("trials get no QAT step: %s", "; ".join(qat_blockers))
@@ -125,7 +151,7 @@ def searchable_config(config: SearchConfig, inspection) -> tuple[SearchConfig, d
 def fit_min_layer_weights(config: SearchConfig, model_path, *, allow_unsafe: bool) -> SearchConfig:
     """The config whose min_layer_weights choices each leave at least one layer to prune: a choice above the
     model's largest Dense/Conv2D kernel would fail every trial that draws it (a choice of 0 is always kept)."""
-    if not {ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER} & set(config.families) or max(config.min_layer_weights) == 0:
+    if not set(PRUNE_FAMILIES) & set(config.families) or max(config.min_layer_weights) == 0:
         return config
     from edgeopt.components._shared.model_io import load_keras_model
     from edgeopt.components._shared.training import is_prunable_type
