@@ -78,6 +78,8 @@ def _default(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, list):
+        value = [item.value if isinstance(item, enum.Enum) else item for item in value]
     if isinstance(value, pydantic.BaseModel):
         return f"{type(value).__name__}()"
     return f"`{value!r}`".replace("|", "\\|")

@@ -8,7 +8,7 @@ import pytest
 from edgeopt.components._shared.errors import ConfigError, ConversionError
 from edgeopt.components._shared.tflite_runtime import TfliteRunner
 from edgeopt.components.evaluation.config import EvaluationConfig
-from edgeopt.components.evaluation.core import evaluate_tflite
+from edgeopt.components.evaluation.core import evaluate_tflite, gzip_size
 from edgeopt.components.export.config import ExportConfig, ValidationConfig
 from edgeopt.components.export.core import CONFIG_FILE, VALIDATION_FILE, export_tflite
 from edgeopt.components.quantization.config import QuantizationConfig
@@ -122,6 +122,39 @@ def test_per_tensor_dense_keeps_one_scale_per_dense_kernel(mode, tiny_model, dig
     assert tensor[4] == channel[4]  # convolutions stay per channel
     assert per_tensor.tflite_bytes < per_channel.tflite_bytes
     assert per_tensor.top1_agreement >= 0.9
+
+
+def test_per_tensor_convolutions_keep_a_clustered_kernels_shared_values(tiny_model, digits_data, tmp_path):
+    from edgeopt.components.clustering.config import ClusteringConfig
+    from edgeopt.components.clustering.core import cluster_weights
+
+    clusters = 8
+    clustered = tmp_path / "clustered"
+    cluster_weights(tiny_model, ClusteringConfig(number_of_clusters=clusters, epochs=1), clustered, data=digits_data)
+    per_tensor = {"dense_granularity": "per_tensor", "conv_granularity": "per_tensor"}
+    channel = quantize(clustered, QuantizationConfig(mode="full_integer"), tmp_path / "channel", data=digits_data)
+    tensor = quantize(
+        clustered, QuantizationConfig(mode="full_integer", **per_tensor), tmp_path / "tensor", data=digits_data
+    )
+
+    def conv_kernels(result):
+        return [t for t in kernels(result.tflite_path, "INT8") if len(t.shape) == 4]
+
+    assert all(t.scale_count == t.shape[0] > 1 for t in conv_kernels(channel))
+    assert all(t.scale_count == 1 for t in conv_kernels(tensor))
+    assert all(t.scale_count == 1 for t in kernels(tensor.tflite_path, "INT8"))  # Dense kernels too
+    # One scale per kernel maps each centroid to one int8 value; per-channel scales spread them over many.
+    assert all(len(np.unique(t.values)) <= clusters for t in conv_kernels(tensor))
+    assert max(len(np.unique(t.values)) for t in conv_kernels(channel)) > clusters
+    assert gzip_size(tensor.tflite_path) < gzip_size(channel.tflite_path)
+    assert tensor.top1_agreement >= 0.9
+
+
+def test_per_tensor_convolutions_need_per_tensor_dense_kernels():
+    with pytest.raises(ConfigError, match=r"one switch.*set dense_granularity: per_tensor too"):
+        QuantizationConfig(mode="full_integer", conv_granularity="per_tensor")
+    with pytest.raises(ConfigError, match=r"_granularity sets the TFLite converter's int8 scales"):
+        QuantizationConfig(mode="aeq_static_int8", conv_granularity="per_tensor", dense_granularity="per_tensor")
 
 
 def test_float16_refuses_a_dense_granularity():

@@ -132,7 +132,8 @@ def test_two_objectives_use_nsga2_and_an_enqueued_pqat_chain_runs(tiny_model, di
     # then one epoch of sparsity-preserving QAT.
     search_core.open_study(config, tmp_path).enqueue_trial(
         {"family": "prune", "block_size": "1x1", "target_sparsity": 0.6, "min_layer_weights": 0, "prune_epochs": 1,
-         "prune_learning_rate": 1e-3, "mode": "full_integer", "qat_epochs": 1, "dense_granularity": "per_channel"}
+         "prune_learning_rate": 1e-3, "mode": "full_integer", "qat_epochs": 1, "conv_granularity": "per_channel",
+         "dense_granularity": "per_channel"}
     )  # fmt: skip
     report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     assert report["search"]["sampler"] == "NSGAIISampler"
@@ -311,8 +312,19 @@ def test_tfx_model_searcher_validates_early_and_outputs_the_winner(tiny_model, d
     [
         ({"family": "ptq", "mode": "int4_weight_only"}, {"mode": "int4_weight_only"}),
         (
-            {"family": "ptq", "mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+            {
+                "family": "ptq",
+                "mode": "full_integer",
+                "conv_granularity": "per_channel",
+                "dense_granularity": "per_tensor",
+                "float_top_k": 2,
+            },
             {"mode": "full_integer", "dense_granularity": "per_tensor", "float_top_k": 2},
+        ),
+        # Per-tensor convolutions turn every kernel per tensor: no Dense granularity is drawn.
+        (
+            {"family": "ptq", "mode": "full_integer", "conv_granularity": "per_tensor", "float_top_k": 0},
+            {"mode": "full_integer", "conv_granularity": "per_tensor", "dense_granularity": "per_tensor"},
         ),
         # AI Edge Quantizer's static int8 draws no Dense granularity (it scales per channel itself).
         (

@@ -155,7 +155,7 @@ def test_a_distill_prune_trial_trains_a_narrower_student_and_prunes_it(tiny_mode
     search_core.open_study(config, tmp_path).enqueue_trial(
         {"family": "distill_prune", "width_multiplier": 0.5, "distill_epochs": 3, "block_size": "1x1",
          "target_sparsity": 0.5, "min_layer_weights": 0, "prune_epochs": 1, "prune_learning_rate": 1e-4,
-         "mode": "full_integer", "dense_granularity": "per_channel"}
+         "mode": "full_integer", "conv_granularity": "per_channel", "dense_granularity": "per_channel"}
     )  # fmt: skip
     report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
     (candidate,) = report["candidates"]

@@ -20,9 +20,14 @@ class QuantizationMode(enum.StrEnum):
     AEQ_STATIC_INT16X8 = "aeq_static_int16x8"
 
 
-class DenseGranularity(enum.StrEnum):
+class Granularity(enum.StrEnum):
+    """How many int8 scales a kernel gets: one per output channel, or one for the whole kernel."""
+
     PER_CHANNEL = "per_channel"
     PER_TENSOR = "per_tensor"
+
+
+DenseGranularity = Granularity  # the name dense_granularity was introduced with
 
 
 class Int4Granularity(enum.StrEnum):
@@ -56,13 +61,22 @@ class QuantizationConfig(StrictConfig):
             "calibrated static-range int8 weights with int8 / int16 activations (quantized I/O)."
         ),
     )
-    dense_granularity: DenseGranularity = pydantic.Field(
-        DenseGranularity.PER_CHANNEL,
+    dense_granularity: Granularity = pydantic.Field(
+        Granularity.PER_CHANNEL,
         description=(
             "Scales of int8 Dense kernels. per_channel (the converter's default): one scale and zero point per output "
             "channel; per_tensor: one per kernel, 12 bytes less per output channel, and a clustered kernel's shared "
-            "values stay shared (per-channel scales turn 16 clusters into dozens of int8 values). Conv kernels are "
-            "always per channel. Not for float16."
+            "values stay shared (per-channel scales turn 16 clusters into dozens of int8 values). Not for float16."
+        ),
+    )
+    conv_granularity: Granularity = pydantic.Field(
+        Granularity.PER_CHANNEL,
+        description=(
+            "Scales of int8 Conv2D and DepthwiseConv2D kernels. per_tensor: one per kernel, so a clustered kernel "
+            "keeps its few shared values and gzip shrinks it to a fraction (per_channel turns 8 clusters into "
+            "hundreds of int8 values across channels); unclustered depthwise kernels often lose accuracy per "
+            "tensor. The TFLite converter has one switch for every op, so per_tensor needs dense_granularity: "
+            "per_tensor too. Not for float16."
         ),
     )
     calibration_examples: pydantic.PositiveInt = pydantic.Field(
@@ -118,14 +132,20 @@ class QuantizationConfig(StrictConfig):
 
     @pydantic.model_validator(mode="after")
     def _check_granularity(self):
-        if self.mode == QuantizationMode.FLOAT16 and self.dense_granularity != DenseGranularity.PER_CHANNEL:
+        for field in ("dense_granularity", "conv_granularity"):
+            if getattr(self, field) == Granularity.PER_CHANNEL:
+                continue
+            if self.mode == QuantizationMode.FLOAT16:
+                raise ValueError(f"{field} applies to int8 weights; float16 stores no scales (remove {field})")
+            if self.mode in AEQ_MODES:
+                raise ValueError(
+                    f"{field} sets the TFLite converter's int8 scales; AI Edge Quantizer modes "
+                    f"({self.mode.value}) choose their own (remove {field})"
+                )
+        if self.conv_granularity == Granularity.PER_TENSOR and self.dense_granularity != Granularity.PER_TENSOR:
             raise ValueError(
-                "dense_granularity applies to int8 weights; float16 stores no scales (remove dense_granularity)"
-            )
-        if self.mode in AEQ_MODES and self.dense_granularity != DenseGranularity.PER_CHANNEL:
-            raise ValueError(
-                "dense_granularity sets the TFLite converter's int8 Dense scales; AI Edge Quantizer modes "
-                f"({self.mode.value}) choose their own (remove dense_granularity)"
+                "conv_granularity: per_tensor turns per-channel scales off for every op (the TFLite converter has "
+                "one switch), Dense kernels included; set dense_granularity: per_tensor too"
             )
         int4_only = self.int8_layers or self.int4_granularity != Int4Granularity.CHANNELWISE
         if int4_only and self.mode not in INT4_MODES:

@@ -12,7 +12,7 @@ from edgeopt.components._shared.streaming import Inputs, count
 from edgeopt.components.export.core import ConversionResult, convert_and_validate
 from edgeopt.components.quantization.config import (
     AEQ_MODES,
-    DenseGranularity,
+    Granularity,
     QuantizationConfig,
     QuantizationMode,
 )
@@ -45,8 +45,10 @@ def configure_converter(converter, config: QuantizationConfig, calibration_input
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration_inputs is not None:
         converter.representative_dataset = lambda: representative_examples(calibration_inputs)
-    if config.dense_granularity == DenseGranularity.PER_TENSOR:
-        # The converter's only switch for this (TF 2.21); read by every int8-weight mode.
+    # The converter's only switches for these (TF 2.21); read by every int8-weight mode.
+    if config.conv_granularity == Granularity.PER_TENSOR:
+        converter._experimental_disable_per_channel = True
+    elif config.dense_granularity == Granularity.PER_TENSOR:
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     mode = config.mode
     if mode == QuantizationMode.FLOAT16:

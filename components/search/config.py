@@ -7,7 +7,7 @@ import pydantic
 from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components.clustering.config import CentroidInit
 from edgeopt.components.evaluation.config import EvaluationConfig
-from edgeopt.components.quantization.config import DenseGranularity, QuantizationMode
+from edgeopt.components.quantization.config import Granularity, QuantizationMode
 
 
 class Objective(enum.StrEnum):
@@ -91,10 +91,18 @@ class SearchConfig(StrictConfig):
             "through AI Edge Quantizer, channelwise), aeq_static_int8 (AI Edge Quantizer's static int8, int8 I/O)."
         ),
     )
-    dense_granularities: list[DenseGranularity] = pydantic.Field(
-        default_factory=lambda: list(DenseGranularity),
+    dense_granularities: list[Granularity] = pydantic.Field(
+        default_factory=lambda: list(Granularity),
         min_length=1,
         description="Dense kernel scale granularities to draw from (per_channel, per_tensor).",
+    )
+    conv_granularities: list[Granularity] = pydantic.Field(
+        default_factory=lambda: list(Granularity),
+        min_length=1,
+        description=(
+            "Conv2D/DepthwiseConv2D kernel scale granularities to draw from; a trial that draws per_tensor has "
+            "every kernel per tensor (the TFLite converter's one switch), so its Dense granularity is not drawn."
+        ),
     )
     min_sparsity: float = pydantic.Field(0.5, gt=0, lt=1, description="Lowest pruning target sparsity drawn.")
     max_sparsity: float = pydantic.Field(0.95, gt=0, lt=1, description="Highest pruning target sparsity drawn.")
