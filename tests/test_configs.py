@@ -88,6 +88,10 @@ def test_string_enums_serialize_as_strings():
             "needs an earlier prune step",
         ),
         ([{"technique": "qat"}, {"technique": "prune"}, {"technique": "quantize"}], "qat must come right before"),
+        (
+            [{"technique": "qat"}, {"technique": "quantize", "config": {"dense_granularity": "per_tensor"}}],
+            "dense_granularity has no effect after a qat step",
+        ),
         ([{"technique": "teleport"}], "does not match any of the expected tags"),
     ],
 )

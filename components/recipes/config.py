@@ -60,7 +60,20 @@ class RecipeConfig(StrictConfig):
             raise ValueError("a qat step must be followed by quantize, which turns its fake-quant ranges into int8")
         if seen.index("qat") < len(seen) - 2 if "qat" in seen else False:
             raise ValueError("qat must come right before the final quantize step; prune and cluster go first")
+        if "qat" in seen:
+            self._check_no_granularity_after_qat(self.steps[-1].config)
         return self
+
+    @staticmethod
+    def _check_no_granularity_after_qat(quantize_config):
+        # Measured on MobileNetV2: per-tensor switches leave a QAT model's .tflite byte for byte the same.
+        chosen = [field for field in ("dense_granularity", "conv_granularity")
+                  if getattr(quantize_config, field, "per_channel") != "per_channel"]  # fmt: skip
+        if chosen:
+            raise ValueError(
+                f"{'/'.join(chosen)} has no effect after a qat step: the fake-quant ranges it trained fix the int8 "
+                "scales (per channel for convolutions); remove it from the quantize step"
+            )
 
     @staticmethod
     def _check_qat_preserves(scheme: QatScheme, seen: list[str]):

@@ -92,7 +92,7 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
     # A trial's check is its gate on the eval split: a conversion that disagrees with the Keras model is measured
     # and rejected by its accuracy instead of failing, so the sampler learns from it (TPE ignores failed trials).
     quantize: dict = {"mode": mode, "validation": {"min_top1_agreement": 0.0}}
-    if QuantizationMode(mode) not in AEQ_MODES:  # AI Edge Quantizer chooses its own scales
+    if QuantizationMode(mode) not in AEQ_MODES and not qat_epochs:  # AEQ and QAT's fake-quant set their own scales
         quantize |= _suggest_granularities(trial, config)
     if config.max_float_layers and mode == QuantizationMode.FULL_INTEGER and not qat_epochs:
         float_top_k = trial.suggest_int("float_top_k", 0, config.max_float_layers)
