@@ -60,13 +60,15 @@ def test_search_resumes_without_rerunning_finished_trials(tiny_model, digits_dat
     monkeypatch.setattr(search_core, "run_recipe", counting_run_recipe)
     out = tmp_path / "search"
     first = search_core.search(tiny_model, SearchConfig(trials=2, **PTQ_ONLY), out, data=digits_data)
-    assert recipes_run == ["trial_0000", "trial_0001"]
+    ran = lambda report, start: [c["recipe"] for c in report["candidates"][start:] if "duplicate_of" not in c]  # noqa: E731
+    assert recipes_run == ran(first, 0) and recipes_run[0] == "trial_0000"
     assert first["search"]["trials"] == 2
     started = {c["recipe"]: c["trial"] for c in first["candidates"]}
 
-    # The same folder and study with 4 trials in total: only trials 2 and 3 run.
+    # The same folder and study with 4 trials in total: only trials 2 and 3 run (those that redraw the parameters
+    # of an earlier trial of this small space repeat its result instead).
     second = search_core.search(tiny_model, SearchConfig(trials=4, **PTQ_ONLY), out, data=digits_data)
-    assert recipes_run == ["trial_0000", "trial_0001", "trial_0002", "trial_0003"]
+    assert recipes_run == ran(first, 0) + ran(second, 2)
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{out / 'search.db'}")
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -145,6 +147,29 @@ def test_two_objectives_use_nsga2_and_an_enqueued_pqat_chain_runs(tiny_model, di
     assert overall_sparsity(kernels(candidate["tflite_path"], "INT8")) == pytest.approx(0.6, abs=0.05)
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
     assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
+
+
+def test_a_trial_that_redraws_earlier_parameters_reuses_their_result(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(trials=2, families=["ptq"], quantize_modes=["full_integer"], evaluation=FAST_EVALUATION)
+    study = search_core.open_study(config, tmp_path)
+    params = {
+        "family": "ptq",
+        "mode": "full_integer",
+        "conv_granularity": "per_channel",
+        "dense_granularity": "per_tensor",
+    }
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)  # as TPE does when it keeps drawing one good point
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
+    first, second = report["candidates"]
+    assert first["trial"]["params"] == second["trial"]["params"] == params
+    assert second["duplicate_of"] == 0 and second["recipe"] == "trial_0001"
+    assert second["tflite_path"] == first["tflite_path"] and second["gzip_bytes"] == first["gzip_bytes"]
+    assert not (tmp_path / "trials" / "trial_0001").exists()  # not run again
+    stored = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert stored.trials[1].values == stored.trials[0].values == [first["gzip_bytes"]]
+    assert stored.trials[1].constraints == stored.trials[0].constraints
+    assert report["search"]["winner"] == "trial_0000"  # ties go to the earlier trial
 
 
 def test_aeq_static_trials_keep_the_drawn_layers_in_16x8(tiny_model, digits_data, tmp_path):

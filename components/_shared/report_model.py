@@ -89,6 +89,9 @@ class Candidate(_Open):
     failed_step: str | None = pydantic.Field(None, description="The step folder that failed, e.g. 00_prune.")
     error_type: str | None = pydantic.Field(None, description="The exception type of a failed recipe.")
     error_message: str | None = pydantic.Field(None, description="The whole message of a failed recipe.")
+    duplicate_of: int | None = pydantic.Field(
+        None, description="Search trials: the earlier trial with the same parameters whose result this one repeats."
+    )
 
 
 class Selection(_Model):
