@@ -26,6 +26,16 @@ def activation_types(tflite_path) -> dict[str, str]:
     }
 
 
+def op_names(tflite_path) -> set[str]:
+    """Names of the builtin operators the .tflite's graph runs (CONV_2D, MUL, ...)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = flatbuffer_utils.read_model(str(tflite_path))
+    return {names[max(code.builtinCode, code.deprecatedBuiltinCode)] for code in model.operatorCodes}
+
+
 def overall_sparsity(tensors) -> float:
     zeros = sum(int(np.sum(t.values == 0)) for t in tensors)
     return zeros / sum(t.values.size for t in tensors)

@@ -13,7 +13,7 @@ from edgeopt.components.export.config import ExportConfig, ValidationConfig
 from edgeopt.components.export.core import CONFIG_FILE, VALIDATION_FILE, export_tflite
 from edgeopt.components.quantization.config import QuantizationConfig
 from edgeopt.components.quantization.core import quantize
-from tests.helpers import kernels, whole_split
+from tests.helpers import kernels, op_names, whole_split
 
 FAST_EVAL = EvaluationConfig(timed_runs=5, warmup_runs=1)
 
@@ -160,3 +160,58 @@ def test_per_tensor_convolutions_need_per_tensor_dense_kernels():
 def test_float16_refuses_a_dense_granularity():
     with pytest.raises(ConfigError, match=r"QuantizationConfig.*float16 stores no scales"):
         QuantizationConfig(mode="float16", dense_granularity="per_tensor")
+
+
+def test_per_tensor_scales_on_a_conv_batchnorm_model(digits_data, tmp_path):
+    """Conv2D -> BatchNorm -> ReLU blocks, depthwise included (MobileNet's shape, not the demo's): the converter
+    folds each BatchNorm into its convolution, scaling every output channel by its own gamma / sqrt(variance). So a
+    clustered kernel's centroids no longer map to one int8 value each after per-tensor scaling (as measured on
+    MobileNetV2), yet one scale per kernel still holds and the model stays accurate."""
+    from edgeopt.components._shared.keras_bootstrap import keras
+    from edgeopt.components.clustering.config import ClusteringConfig
+    from edgeopt.components.clustering.core import cluster_weights
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            layers.Input(shape=(8, 8, 1)),
+            layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem"),
+            layers.BatchNormalization(name="stem_bn"),
+            layers.ReLU(),
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise"),
+            layers.BatchNormalization(name="depthwise_bn"),
+            layers.ReLU(),
+            layers.Conv2D(16, 1, use_bias=False, name="pointwise"),
+            layers.BatchNormalization(name="pointwise_bn"),
+            layers.ReLU(),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10, name="logits"),
+        ]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    inputs, labels = whole_split(digits_data, "train")
+    model.fit(inputs.reshape(-1, 8, 8, 1), labels, epochs=8, verbose=0)
+    model.save(tmp_path / "conv_bn")
+    clusters = 8
+    clustered = tmp_path / "clustered"
+    cluster_weights(
+        tmp_path / "conv_bn", ClusteringConfig(number_of_clusters=clusters, epochs=1), clustered, data=digits_data
+    )
+    per_tensor = {"dense_granularity": "per_tensor", "conv_granularity": "per_tensor"}
+    channel = quantize(clustered, QuantizationConfig(mode="full_integer"), tmp_path / "channel", data=digits_data)
+    tensor = quantize(
+        clustered, QuantizationConfig(mode="full_integer", **per_tensor), tmp_path / "tensor", data=digits_data
+    )
+
+    def conv_kernels(result):
+        return [t for t in kernels(result.tflite_path, "INT8") if len(t.shape) == 4]
+
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= op_names(tensor.tflite_path)
+    assert not {"MUL", "ADD"} & op_names(tensor.tflite_path)  # each BatchNorm folded into its convolution
+    assert all(t.scale_count > 1 for t in conv_kernels(channel))
+    assert all(t.scale_count == 1 for t in kernels(tensor.tflite_path, "INT8"))
+    # the folded per-channel factors spread each centroid over several int8 values
+    assert max(len(np.unique(t.values)) for t in conv_kernels(tensor)) > clusters
+    assert tensor.tflite_bytes < channel.tflite_bytes  # no per-channel scales and zero points stored
+    assert tensor.top1_agreement >= 0.9

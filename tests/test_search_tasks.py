@@ -31,9 +31,19 @@ def test_a_regressor_is_searched_with_its_budget_in_percent_of_mae(tmp_path):
         min_epochs=1, max_epochs=1, evaluation=FAST_EVALUATION,
     )  # fmt: skip
     out = tmp_path / "search"
+    out.mkdir()
+    study = search_core.open_study(config, out)
+    repeated = {"family": "ptq", "mode": "dynamic_range", "conv_granularity": "per_channel",
+                "dense_granularity": "per_channel"}  # fmt: skip
+    study.enqueue_trial(repeated)
+    study.enqueue_trial(repeated)
     report = search_core.search(model, config, out, data=data)
 
     assert report["baseline"]["metric"]["name"] == "mae" and report["baseline"]["accuracy"] is None
+    # A redrawn point repeats its first trial's MAE, gate and budget excess instead of running again.
+    first, again = report["candidates"][:2]
+    assert again["duplicate_of"] == 0 and again["metric"] == first["metric"] and again["gate"] == first["gate"]
+    assert _constraints(out)[1] == _constraints(out)[0]
     assert report["search"]["budget_unit"] == "% of baseline mae"
     assert report["search"]["trials_pruned_on_epochs"] is False  # per-epoch reports read top-1 accuracy only
     measured = [c for c in report["candidates"] if not c.get("error")]

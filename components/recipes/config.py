@@ -8,6 +8,7 @@ from edgeopt.components._shared.config_base import StrictConfig
 from edgeopt.components._shared.errors import ConfigError
 from edgeopt.components.evaluation.config import GateConfig
 from edgeopt.components.qat.config import QatScheme
+from edgeopt.components.quantization.config import Granularity
 from edgeopt.components.registry import CONVERSION_TECHNIQUES, TECHNIQUES
 
 
@@ -68,7 +69,7 @@ class RecipeConfig(StrictConfig):
     def _check_no_granularity_after_qat(quantize_config):
         # Measured on MobileNetV2: per-tensor switches leave a QAT model's .tflite byte for byte the same.
         chosen = [field for field in ("dense_granularity", "conv_granularity")
-                  if getattr(quantize_config, field, "per_channel") != "per_channel"]  # fmt: skip
+                  if getattr(quantize_config, field) != Granularity.PER_CHANNEL]  # fmt: skip
         if chosen:
             raise ValueError(
                 f"{'/'.join(chosen)} has no effect after a qat step: the fake-quant ranges it trained fix the int8 "
