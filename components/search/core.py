@@ -64,9 +64,9 @@ def _sampler(config: SearchConfig):
     # Both samplers read the constraint every trial sets (budget excess, <= 0 feasible) and prefer feasible trials.
     optuna = _optuna()
     if len(config.objectives) == 1:
-        # group=True: each family draws its own parameters, and plain multivariate TPE models only the ones every
-        # trial draws (family, mode) and samples the rest independently, so a student's width was never tied to
-        # the mode that suits it. The group decomposition gives each family's subspace its own joint model.
+        # group=True: plain multivariate TPE models only the parameters every trial draws (family, mode) jointly
+        # and samples the rest independently; the group decomposition models each set of parameters that are
+        # drawn together (a prune step's sparsity, block, epochs and learning rate) as one.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True)
