@@ -32,6 +32,11 @@ PTQ_ONLY = {"families": ["ptq"], "quantize_modes": ["full_integer", "dynamic_ran
         ({"families": ["lowrank"]}, "families.0"),
         ({"distill_epochs": (10, 5)}, r"distill_epochs \[10, 5\] must be \(fewest, most\)"),
         ({"width_multipliers": [0.5, 1.5]}, r"width_multipliers \[0.5, 1.5\] must lie in \(0, 1\]"),
+        ({"start_from_recipes": ["prune_2of4_int8"]}, r"prune step sets structure='2:4', which the search does not"),
+        ({"start_from_recipes": ["pqat"]}, r"pqat's prune_epochs 12 lies outside the search space"),
+        ({"start_from_recipes": ["lowrank_int8"]}, r"lowrank_int8 \(factorize\+quantize\) is no chain the search"),
+        ({"start_from_recipes": ["ptq_fp16"]}, r"ptq_fp16 is no chain this search draws .*float16"),
+        ({"start_from_recipes": ["ptq_int9"]}, r"no built-in recipe 'ptq_int9'"),
     ],
 )
 def test_search_config_rejects_bad_spaces(fields, message):
@@ -147,6 +152,27 @@ def test_two_objectives_use_nsga2_and_an_enqueued_pqat_chain_runs(tiny_model, di
     assert overall_sparsity(kernels(candidate["tflite_path"], "INT8")) == pytest.approx(0.6, abs=0.05)
     study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
     assert study.trials[0].values == [candidate["gzip_bytes"], candidate["latency_ms"]["p50"]]
+
+
+def test_start_recipes_run_first_with_their_own_settings_and_once(tiny_model, digits_data, tmp_path):
+    config = SearchConfig(trials=2, start_from_recipes=["ptq_int8", "ptq_int4"],
+                          **(PTQ_ONLY | {"quantize_modes": ["full_integer", "int4_weight_only"]}))  # fmt: skip
+    report = search_core.search(tiny_model, config, tmp_path, data=digits_data)
+    assert report["search"]["started_from_recipes"] == ["ptq_int8", "ptq_int4"]
+    int8, int4 = report["candidates"]
+    # ptq_int8's own settings: full integer, Dense kernels per tensor, convolutions per channel
+    assert int8["trial"]["params"] == {"family": "ptq", "mode": "full_integer", "conv_granularity": "per_channel",
+                                       "dense_granularity": "per_tensor"}  # fmt: skip
+    stored = {len(t.shape): t.scale_count for t in kernels(int8["tflite_path"], "INT8")}
+    assert stored[2] == 1 and stored[4] > 1
+    assert int4["trial"]["params"] == {"family": "ptq", "mode": "int4_weight_only"}
+    assert int4["gzip_bytes"] < int8["gzip_bytes"]
+
+    # Resumed with more trials, the start recipes are not enqueued again: one more trial, drawn by TPE.
+    resumed = search_core.search(tiny_model, config.model_copy(update={"trials": 3}), tmp_path, data=digits_data)
+    study = optuna.load_study(study_name="edgeopt-search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert [bool(t.system_attrs.get("fixed_params")) for t in study.trials] == [True, True, False]
+    assert len(resumed["candidates"]) == 3
 
 
 def test_a_trial_that_redraws_earlier_parameters_reuses_their_result(tiny_model, digits_data, tmp_path):
@@ -416,11 +442,12 @@ def test_cli_flags_override_the_config_yaml(tmp_path):
     args = build_parser().parse_args(
         ["search", "--model", "m", "--examples", "e", "--data-spec", "d.yaml", "--out", "o", "--config", str(yaml_path),
          "--trials", "3", "--objective", "tflite_bytes", "--objective", "latency_p50", "--timed-runs", "7",
-         "--max-int16x8-layers", "2"]
+         "--max-int16x8-layers", "2", "--family", "ptq", "--start-from", "ptq_int8"]
     )  # fmt: skip
     config = search_config(args)
     assert (config.trials, config.max_accuracy_drop, config.min_sparsity) == (3, 0.5, 0.7)
+    assert config.start_from_recipes == ["ptq_int8"]
     assert config.max_int16x8_layers == 2
-    assert [f.value for f in config.families] == ["prune"]
+    assert [f.value for f in config.families] == ["ptq"]
     assert [o.value for o in config.objectives] == ["tflite_bytes", "latency_p50"]
     assert config.evaluation.timed_runs == 7

@@ -36,6 +36,7 @@ def search_config(args):
         "seed": args.seed,
         "study_name": args.study_name,
         "families": args.family,
+        "start_from_recipes": args.start_from,
         "max_float_layers": args.max_float_layers,
         "max_int16x8_layers": args.max_int16x8_layers,
     }
@@ -125,6 +126,12 @@ def add_commands(commands):
         action="append",
         choices=("ptq", "prune", "cluster", "prune_cluster", "distill", "distill_prune"),
         help="technique chain to search (repeatable; default ptq, prune, cluster, prune_cluster)",
+    )
+    parser.add_argument(
+        "--start-from",
+        action="append",
+        metavar="RECIPE",
+        help="built-in recipe whose chain runs as a first trial (repeatable), e.g. ptq_int8",
     )
     parser.add_argument("--max-float-layers", type=int, help="keep up to this many sensitive layers float (default 0)")
     parser.add_argument(

@@ -83,6 +83,15 @@ class SearchConfig(StrictConfig):
             "distill and distill_prune (a student narrowed by width_multipliers, distilled for distill_epochs)."
         ),
     )
+    start_from_recipes: list[str] = pydantic.Field(
+        default_factory=list,
+        description=(
+            "Built-in recipes (`edgeopt recipes`) whose chains run as the first trials (Optuna's enqueue_trial): the "
+            "winner is then never worse than the best of them within the budget, and TPE starts from known-good "
+            "points. Each must be a chain the space draws, with its values inside the space; a resumed study does "
+            "not run them again."
+        ),
+    )
     quantize_modes: list[QuantizationMode] = pydantic.Field(
         default_factory=lambda: [QuantizationMode.FULL_INTEGER, QuantizationMode.INT4_WEIGHT_ONLY],
         min_length=1,
@@ -199,4 +208,10 @@ class SearchConfig(StrictConfig):
                 f"quantize_modes {unsupported} are not searched; use full_integer, dynamic_range, an int4 mode or "
                 "aeq_static_int8 (run float16 or int16x8 as a fixed recipe)"
             )
+        if self.start_from_recipes:
+            from edgeopt.components.recipes.config import RecipeConfig
+            from edgeopt.components.search.space import recipe_params
+
+            for name in self.start_from_recipes:  # each is a chain of this space: ConfigError names what is not
+                recipe_params(RecipeConfig.builtin(name), self)
         return self

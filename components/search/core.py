@@ -29,7 +29,7 @@ from edgeopt.components.recipes.core import (
 )
 from edgeopt.components.search.config import SearchConfig
 from edgeopt.components.search.outputs import write_search_outputs
-from edgeopt.components.search.space import fit_min_layer_weights, searchable_config, suggest_recipe
+from edgeopt.components.search.space import fit_min_layer_weights, searchable_config, start_trials, suggest_recipe
 from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
 
 logger = logging.getLogger(__name__)
@@ -171,12 +171,15 @@ def search(
     inspection = check_model_file(model_path, allow_unsafe=allow_unsafe)  # before anything is created
     config, refused = searchable_config(config, inspection, data.task.task)
     config = fit_min_layer_weights(config, model_path, allow_unsafe=allow_unsafe)
+    start = start_trials(config)
     if champion_tflite:
         check_tflite_file(champion_tflite)
     output_dir = Path(output_dir)
     model_path = resolve_model_path(model_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(config, output_dir)
+    for params in start.values():
+        study.enqueue_trial(params, skip_if_exists=True)  # a resumed study has them already
     digest_before = model_digest(model_path)
     if calibration_dir is not None:
         calibration_inputs = load_calibration_inputs(calibration_dir, data)
@@ -279,6 +282,7 @@ def search(
         else f"% of baseline {baseline.metric['name']}",
         "gated_against_champion": champion is not None,
         "refused_families": refused,
+        "started_from_recipes": list(start),
         "trials_pruned_on_epochs": prune,
         "trials": len(candidates),
         "trials_this_run": len(trial_seconds),

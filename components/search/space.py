@@ -1,9 +1,10 @@
-"""The search space: which technique chains a trial may be (`suggest_recipe`), and what of it a given model can
-run (`searchable_config`, `fit_min_layer_weights`), decided once before the study starts."""
+"""The search space: which technique chains a trial may be (`suggest_recipe`), what of it a given model can run
+(`searchable_config`, `fit_min_layer_weights`), decided once before the study starts, and the trial parameters of a
+recipe the search starts from (`recipe_params`)."""
 
 import logging
 
-from edgeopt.components._shared.errors import UnsupportedModelError
+from edgeopt.components._shared.errors import ConfigError, UnsupportedModelError
 from edgeopt.components._shared.support import model_reasons, qat_reasons
 from edgeopt.components._shared.tasks import Task
 from edgeopt.components.evaluation.config import GateConfig
@@ -173,3 +174,106 @@ def fit_min_layer_weights(config: SearchConfig, model_path, *, allow_unsafe: boo
         logger.info("min_layer_weights choices %s: the largest kernel has %d weights", kept, largest)
         config = config.model_copy(update={"min_layer_weights": kept})
     return config
+
+
+def start_trials(config: SearchConfig) -> dict[str, dict]:
+    """{recipe name: trial parameters} of config.start_from_recipes whose family this model can run (the others
+    are logged and left out: `searchable_config` may have dropped their family)."""
+    start = {}
+    for name in config.start_from_recipes:
+        recipe = RecipeConfig.builtin(name)
+        family = _recipe_values(recipe)["family"]
+        if family not in config.families:
+            logger.warning("start recipe %s left out: the search does not run its %s family here", name, family)
+            continue
+        start[name] = recipe_params(recipe, config)
+    return start
+
+
+#: Step settings a trial takes from the search, not from a recipe it starts from.
+SEARCH_FIXED_SETTINGS = {"seed", "calibration_examples", "calibration_seed", "validation"}
+
+
+def recipe_params(recipe: RecipeConfig, config: SearchConfig) -> dict:
+    """The trial parameters for which `suggest_recipe` draws `recipe`'s chain, to run it as a first trial.
+
+    suggest_recipe answers from the recipe's own values (Optuna's FixedTrial), so the one definition of the space
+    decides which of them a trial draws; each must lie in the space. Settings the search fixes (distillation's
+    alpha and temperature, calibration size, seeds) are the search's, not the recipe's."""
+    import optuna
+
+    values = _recipe_values(recipe)
+    fixed = optuna.trial.FixedTrial(values)
+    try:
+        drawn = suggest_recipe(fixed, config)
+    except ValueError as err:
+        raise ConfigError(
+            f"start_from_recipes: {recipe.name} is no chain this search draws ({err}); widen the space "
+            "(SearchConfig) or leave the recipe out"
+        ) from err
+    if drawn.technique_chain != recipe.technique_chain:
+        raise ConfigError(
+            f"start_from_recipes: {recipe.name} is {recipe.technique_chain}, and with these values the search draws "
+            f"{drawn.technique_chain} (a qat step needs max_qat_epochs >= its epochs and a full_integer quantize); "
+            "leave the recipe out or widen the space"
+        )
+    for step, drawn_step in zip(recipe.steps, drawn.steps, strict=True):
+        mine, theirs = step.config.to_dict(), drawn_step.config.to_dict()
+        differ = sorted(key for key in mine.keys() | theirs.keys()
+                        if key not in SEARCH_FIXED_SETTINGS and mine.get(key) != theirs.get(key))  # fmt: skip
+        if differ:
+            recipe_sets = ", ".join(f"{key}={mine.get(key)!r}" for key in differ)
+            trials_use = ", ".join(f"{key}={theirs.get(key)!r}" for key in differ)
+            raise ConfigError(
+                f"start_from_recipes: {recipe.name}'s {step.technique} step sets {recipe_sets}, which the search "
+                f"does not draw (its trials use {trials_use}); leave the recipe out"
+            )
+    for name, value in fixed.params.items():
+        distribution = fixed.distributions[name]
+        try:
+            inside = distribution._contains(distribution.to_internal_repr(value))
+        except ValueError:  # a categorical value that is not among the choices
+            inside = False
+        if not inside:
+            raise ConfigError(
+                f"start_from_recipes: {recipe.name}'s {name} {value!r} lies outside the search space "
+                f"({distribution}); widen the space (SearchConfig) or leave the recipe out"
+            )
+    return fixed.params
+
+
+def _recipe_values(recipe: RecipeConfig) -> dict:
+    """Every trial parameter a recipe's steps pin, by the names `suggest_recipe` draws them under."""
+    steps = {step.technique: step.config for step in recipe.steps}
+    chain = tuple(step.technique for step in recipe.steps if step.technique not in ("qat", "quantize"))
+    families = {(): ChainFamily.PTQ, ("prune",): ChainFamily.PRUNE, ("cluster",): ChainFamily.CLUSTER,
+                ("prune", "cluster"): ChainFamily.PRUNE_CLUSTER, ("distill",): ChainFamily.DISTILL,
+                ("distill", "prune"): ChainFamily.DISTILL_PRUNE}  # fmt: skip
+    if chain not in families or recipe.steps[-1].technique != "quantize":
+        raise ConfigError(
+            f"start_from_recipes: {recipe.name} ({recipe.technique_chain}) is no chain the search draws; it draws "
+            "[distill] [prune] [cluster] [qat] quantize chains"
+        )
+    values: dict = {"family": families[chain].value}
+    if "distill" in steps:
+        values |= {"width_multiplier": steps["distill"].width_multiplier, "distill_epochs": steps["distill"].epochs}
+    if "prune" in steps:
+        prune = steps["prune"]
+        rows, cols = prune.block_size
+        values |= {"block_size": f"{rows}x{cols}", "target_sparsity": prune.target_sparsity,
+                   "min_layer_weights": prune.min_layer_weights, "prune_epochs": prune.epochs,
+                   "prune_learning_rate": prune.learning_rate}  # fmt: skip
+    if "cluster" in steps:
+        cluster = steps["cluster"]
+        values |= {"clusters": cluster.number_of_clusters, "centroid_init": cluster.centroid_init.value,
+                   "cluster_epochs": cluster.epochs, "cluster_learning_rate": cluster.learning_rate}  # fmt: skip
+    quantize = steps["quantize"]
+    values |= {
+        "mode": quantize.mode.value,
+        "qat_epochs": steps["qat"].epochs if "qat" in steps else 0,
+        "conv_granularity": quantize.conv_granularity.value,
+        "dense_granularity": quantize.dense_granularity.value,
+        "float_top_k": quantize.float_top_k or 0,
+        "int16x8_top_k": quantize.int16x8_top_k or 0,
+    }
+    return values
