@@ -124,22 +124,26 @@ def test_per_tensor_dense_keeps_one_scale_per_dense_kernel(mode, tiny_model, dig
     assert per_tensor.top1_agreement >= 0.9
 
 
-def test_per_tensor_convolutions_keep_a_clustered_kernels_shared_values(tiny_model, digits_data, tmp_path):
+def _clustered_then_quantized_both_ways(model_path, clusters, data, tmp_path):
+    """(per-channel, per-tensor) full-integer quantizations of the model clustered to `clusters` values a kernel."""
     from edgeopt.components.clustering.config import ClusteringConfig
     from edgeopt.components.clustering.core import cluster_weights
 
-    clusters = 8
     clustered = tmp_path / "clustered"
-    cluster_weights(tiny_model, ClusteringConfig(number_of_clusters=clusters, epochs=1), clustered, data=digits_data)
+    cluster_weights(model_path, ClusteringConfig(number_of_clusters=clusters, epochs=1), clustered, data=data)
     per_tensor = {"dense_granularity": "per_tensor", "conv_granularity": "per_tensor"}
-    channel = quantize(clustered, QuantizationConfig(mode="full_integer"), tmp_path / "channel", data=digits_data)
-    tensor = quantize(
-        clustered, QuantizationConfig(mode="full_integer", **per_tensor), tmp_path / "tensor", data=digits_data
-    )
+    channel = quantize(clustered, QuantizationConfig(mode="full_integer"), tmp_path / "channel", data=data)
+    tensor = quantize(clustered, QuantizationConfig(mode="full_integer", **per_tensor), tmp_path / "tensor", data=data)
+    return channel, tensor
 
-    def conv_kernels(result):
-        return [t for t in kernels(result.tflite_path, "INT8") if len(t.shape) == 4]
 
+def conv_kernels(result):
+    return [t for t in kernels(result.tflite_path, "INT8") if len(t.shape) == 4]
+
+
+def test_per_tensor_convolutions_keep_a_clustered_kernels_shared_values(tiny_model, digits_data, tmp_path):
+    clusters = 8
+    channel, tensor = _clustered_then_quantized_both_ways(tiny_model, clusters, digits_data, tmp_path)
     assert all(t.scale_count == t.shape[0] > 1 for t in conv_kernels(channel))
     assert all(t.scale_count == 1 for t in conv_kernels(tensor))
     assert all(t.scale_count == 1 for t in kernels(tensor.tflite_path, "INT8"))  # Dense kernels too
@@ -168,8 +172,6 @@ def test_per_tensor_scales_on_a_conv_batchnorm_model(digits_data, tmp_path):
     clustered kernel's centroids no longer map to one int8 value each after per-tensor scaling (as measured on
     MobileNetV2), yet one scale per kernel still holds and the model stays accurate."""
     from edgeopt.components._shared.keras_bootstrap import keras
-    from edgeopt.components.clustering.config import ClusteringConfig
-    from edgeopt.components.clustering.core import cluster_weights
 
     keras.utils.set_random_seed(0)
     layers = keras.layers
@@ -194,19 +196,7 @@ def test_per_tensor_scales_on_a_conv_batchnorm_model(digits_data, tmp_path):
     model.fit(inputs.reshape(-1, 8, 8, 1), labels, epochs=8, verbose=0)
     model.save(tmp_path / "conv_bn")
     clusters = 8
-    clustered = tmp_path / "clustered"
-    cluster_weights(
-        tmp_path / "conv_bn", ClusteringConfig(number_of_clusters=clusters, epochs=1), clustered, data=digits_data
-    )
-    per_tensor = {"dense_granularity": "per_tensor", "conv_granularity": "per_tensor"}
-    channel = quantize(clustered, QuantizationConfig(mode="full_integer"), tmp_path / "channel", data=digits_data)
-    tensor = quantize(
-        clustered, QuantizationConfig(mode="full_integer", **per_tensor), tmp_path / "tensor", data=digits_data
-    )
-
-    def conv_kernels(result):
-        return [t for t in kernels(result.tflite_path, "INT8") if len(t.shape) == 4]
-
+    channel, tensor = _clustered_then_quantized_both_ways(tmp_path / "conv_bn", clusters, digits_data, tmp_path)
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= op_names(tensor.tflite_path)
     assert not {"MUL", "ADD"} & op_names(tensor.tflite_path)  # each BatchNorm folded into its convolution
     assert all(t.scale_count > 1 for t in conv_kernels(channel))
