@@ -90,6 +90,7 @@ def run_search(
             "quantize_modes": [m.value for m in config.quantize_modes],
             "max_float_layers": 1,
             "start_from_recipes": start,
+            "requantize_share": config.requantize_share,
         },  # fmt: skip
         "baseline": {k: report["baseline"][k] for k in ("tflite_bytes", "gzip_bytes", "accuracy")},
         "winner": _summary(winner),
@@ -98,6 +99,7 @@ def run_search(
         "fewer_gzip_bytes": 1 - winner["gzip_bytes"] / fixed["gzip_bytes"] if winner and fixed else None,
         "trials_to_beat_by_15pct": beaten_at,
         "within_budget": sum(1 for c in report["candidates"] if c["gate"]["passed"]),
+        "requantized": summary["requantized_trials"],
         "pruned": sum(1 for state in states if "pruned after" in state),
         "failed": sum(1 for state in states if state and "pruned after" not in state),
         "failures": sorted({state.split(":")[0] for state in states if state and "pruned after" not in state}),
@@ -265,6 +267,12 @@ def _started_from(config: dict) -> str:
     return f"the search ran {', '.join(start)} first (start_from_recipes)"
 
 
+def _requantized(row: dict) -> str:
+    if row.get("requantized") is None:  # measured before the search re-quantized its best trials
+        return ""
+    return f", {row['requantized']} re-quantized the best trial's trained model (no training)"
+
+
 def _loads(values) -> str:
     return "/".join(f"{v:.2f}" for v in values or [])
 
@@ -277,7 +285,8 @@ def _study_lines(name: str, row: dict, budget: float) -> list[str]:
         f"{config.get('min_epochs', 1)}-{config['max_epochs']} epochs per step, learning rates "
         f"{_rates(config)}, QAT steps of up to {config.get('max_qat_epochs', 0)} epochs, up to "
         f"{config['max_float_layers']} layer kept float). "
-        f"{row['within_budget']} trials within budget, {row['pruned']} pruned, {row['failed']} failed. Fixed "
+        f"{row['within_budget']} trials within budget, {row['pruned']} pruned, {row['failed']} failed"
+        f"{_requantized(row)}. Fixed "
         f"recipes run on this model in the same run: {', '.join(row.get('fixed_recipes') or ['?'])}; "
         f"{_started_from(config)}.\n",
         "| | recipe | steps | gzip B | gzip x | size x | drop (pt) |",

@@ -65,10 +65,14 @@ def run_recipe(
     data: TrainingData,
     calibration_inputs: Inputs | None = None,
     allow_unsafe: bool = False,
+    reused_steps: list[dict] = (),
 ) -> tuple[str, list[dict]]:
     """Runs a recipe's steps in order, each loading the previous step's output fresh from disk.
 
-    Returns the final .tflite path and one record per step (technique, output, result).
+    `reused_steps` are the records of the recipe's first training steps as an earlier run made them (a search trial
+    whose training an earlier trial already ran): their models are taken from disk, not trained again.
+
+    Returns the final .tflite path and one record per step (technique, output, result; `reused` when taken).
 
     Raises:
       UnsupportedModelError: the model cannot run the recipe (support.py), before any step starts.
@@ -77,8 +81,16 @@ def run_recipe(
     output_dir = Path(output_dir)
     current = Path(model_path)
     records = []
+    chain = [step.technique for step in recipe.steps]
+    reused_chain = [record["technique"] for record in reused_steps]
+    if reused_chain != chain[: len(reused_chain)] or len(reused_chain) == len(chain):
+        raise ValueError(f"reused step records {reused_chain} are no training prefix of {recipe.technique_chain}")
     for index, step in enumerate(recipe.steps):
         technique = TECHNIQUES[step.technique]
+        if index < len(reused_steps):
+            records.append({**reused_steps[index], "reused": True})
+            current = Path(reused_steps[index]["output"])
+            continue
         step_dir = output_dir / f"{index:02d}_{step.technique}"
         kwargs = {
             "data": data,

@@ -172,6 +172,16 @@ class SearchConfig(StrictConfig):
             "(QuantizationConfig.int16x8_top_k); 0 never keeps any."
         ),
     )
+    requantize_share: float = pydantic.Field(
+        0.25,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the trials that may quantize the best trial's trained model with the space's other quantize "
+            "settings (granularities, modes, layers kept float), each reusing its training: seconds instead of "
+            "minutes. 0 never does."
+        ),
+    )
     prune_trials_above_drop: float | None = pydantic.Field(
         10.0,
         description=(

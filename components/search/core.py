@@ -29,6 +29,7 @@ from edgeopt.components.recipes.core import (
 )
 from edgeopt.components.search.config import SearchConfig
 from edgeopt.components.search.outputs import write_search_outputs
+from edgeopt.components.search.requantize import REQUANTIZES_ATTR, requantize_params, reusable_steps
 from edgeopt.components.search.space import fit_min_layer_weights, searchable_config, start_trials, suggest_recipe
 from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
 
@@ -123,6 +124,25 @@ def open_study(config: SearchConfig, output_dir: str | os.PathLike):
     return study
 
 
+def _measured_records(study) -> list[dict]:
+    """The candidate records of the study's finished trials, in trial order."""
+    return [trial.user_attrs[CANDIDATE_ATTR] for trial in sorted(_finished_trials(study), key=lambda t: t.number)]
+
+
+def _enqueue_requantizations(study, trial, config: SearchConfig) -> None:
+    """Queues the other quantize settings of the new best trial's trained model (requantize.py), while the study
+    has spent less than config.requantize_share of its trials on them."""
+    trials = study.get_trials(deepcopy=False)
+    room = int(config.trials * config.requantize_share) - sum(REQUANTIZES_ATTR in t.user_attrs for t in trials)
+    seen = [t.params or t.system_attrs.get("fixed_params") for t in trials] + [trial.params]  # queued: fixed_params
+    variants = [params for params in requantize_params(trial.params, config) if params not in seen][: max(room, 0)]
+    for params in variants:
+        study.enqueue_trial(params, user_attrs={REQUANTIZES_ATTR: trial.number})
+    if variants:
+        logger.info("trial %d is the best within the budget: %d other quantize settings of its trained model queued",
+                    trial.number, len(variants))  # fmt: skip
+
+
 def _finished_trials(study) -> list:
     optuna = _optuna()
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -205,6 +225,9 @@ def search(
             trial_seconds.append(0.0)
             return _told(trial, record)
         started = time.perf_counter()
+        reused_from, reused = reusable_steps(recipe, _measured_records(study))
+        if reused:
+            logger.info("trial %d: takes its %d training step(s) from trial %d", trial.number, len(reused), reused_from)
         reporter = [ReportAccuracyDrop(trial, data, baseline.accuracy)] if prune else []
         pruned = None
         try:
@@ -216,6 +239,7 @@ def search(
                     data=data,
                     calibration_inputs=calibration_inputs,
                     allow_unsafe=allow_unsafe,
+                    reused_steps=reused,
                 )
             evaluated = evaluate_tflite(tflite_path, data, config.evaluation)
             record = candidate_record(recipe, evaluated, baseline, steps, champion)
@@ -229,6 +253,10 @@ def search(
         seconds = time.perf_counter() - started
         trial_seconds.append(seconds)
         record["trial"] = {"number": trial.number, "params": dict(trial.params), "seconds": round(seconds, 3)}
+        if reused:
+            record["trial"]["training_from_trial"] = reused_from
+        if REQUANTIZES_ATTR in trial.user_attrs:
+            record["trial"]["requantizes"] = trial.user_attrs[REQUANTIZES_ATTR]
         trial.set_user_attr(CANDIDATE_ATTR, record)
         if pruned is not None:
             trial.set_constraint(CONSTRAINT_KEY, float("inf"))
@@ -236,7 +264,10 @@ def search(
         if record.get("error"):
             trial.set_constraint(CONSTRAINT_KEY, float("inf"))
             raise _TrialFailedError(record["error"])
-        return _told(trial, record)
+        values = _told(trial, record)
+        if pick_winner([*_measured_records(study), record], config) is record:
+            _enqueue_requantizations(study, trial, config)
+        return values
 
     def _told(trial, record):
         """What the sampler is told of a measured trial: its budget excess and its objective values."""
@@ -258,7 +289,7 @@ def search(
         raise EdgeoptError(
             f"the input model at {model_path} changed during the search; this is a bug, please report it"
         )
-    candidates = [trial.user_attrs[CANDIDATE_ATTR] for trial in sorted(_finished_trials(study), key=lambda t: t.number)]
+    candidates = _measured_records(study)
     report = {
         "baseline": baseline_record(baseline, baseline_conversion, model_path, digest_before),
         "evaluation": config.evaluation.to_dict(),
@@ -283,6 +314,7 @@ def search(
         "gated_against_champion": champion is not None,
         "refused_families": refused,
         "started_from_recipes": list(start),
+        "requantized_trials": sum("requantizes" in candidate["trial"] for candidate in candidates),
         "trials_pruned_on_epochs": prune,
         "trials": len(candidates),
         "trials_this_run": len(trial_seconds),

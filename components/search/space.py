@@ -19,8 +19,6 @@ QAT_SCHEMES = {
     ChainFamily.PRUNE: "prune_preserve",
     ChainFamily.CLUSTER: "cluster_preserve",
     ChainFamily.PRUNE_CLUSTER: "sparse_cluster_preserve",
-    ChainFamily.DISTILL: "default",
-    ChainFamily.DISTILL_PRUNE: "prune_preserve",
 }
 DISTILL_FAMILIES = (ChainFamily.DISTILL, ChainFamily.DISTILL_PRUNE)
 PRUNE_FAMILIES = (ChainFamily.PRUNE, ChainFamily.PRUNE_CLUSTER, ChainFamily.DISTILL_PRUNE)
@@ -84,8 +82,10 @@ def suggest_recipe(trial, config: SearchConfig) -> RecipeConfig:
         )
     mode = trial.suggest_categorical("mode", [mode.value for mode in config.quantize_modes])
     qat_epochs = 0
-    if config.max_qat_epochs and mode == QuantizationMode.FULL_INTEGER and family != ChainFamily.PTQ:
+    if config.max_qat_epochs and mode == QuantizationMode.FULL_INTEGER and family in QAT_SCHEMES:
         # PQAT, CQAT, PCQAT: quantization-aware fine-tuning that keeps the zeros and clusters of the steps before.
+        # Not after distillation: QAT fine-tunes on the labels alone and undid the student's distillation in every
+        # such MobileNetV2 trial measured (4 of 4 lost 1.95-5.85 pt, against 0.84 pt without it).
         qat_epochs = trial.suggest_int("qat_epochs", 0, config.max_qat_epochs)
     if qat_epochs:
         steps.append({"technique": "qat", "config": {"scheme": QAT_SCHEMES[family], "epochs": qat_epochs,
