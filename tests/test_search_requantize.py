@@ -78,3 +78,35 @@ def test_reused_steps_must_be_the_recipes_training_prefix(tiny_model, digits_dat
     with pytest.raises(ValueError, match="no training prefix"):
         run_recipe(tiny_model, recipe, tmp_path, data=digits_data,
                    reused_steps=[{"technique": "cluster", "output": str(tmp_path)}])  # fmt: skip
+
+
+def test_a_named_input_models_pqat_trial_is_requantized_without_its_qat_step(tmp_path):
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components._shared.data_spec import DataSpec
+    from tests import task_models
+
+    features, labels = task_models.wine_named()
+    examples = task_models.write_examples(tmp_path / "examples", features, labels)
+    model = task_models.dict_input_classifier(tmp_path / "model", features, labels)
+    named = [{"key": "chemistry", "shape": [8], "input": "chemistry"},
+             {"key": "appearance", "shape": [5], "input": "appearance"}]  # fmt: skip
+    data = load_training_data(examples, data_spec=DataSpec(features=named, label_key="label"))
+    config = SearchConfig(
+        trials=2, max_accuracy_drop=100, requantize_share=1.0, families=["prune"], quantize_modes=["full_integer"],
+        conv_granularities=["per_channel"], dense_granularities=["per_tensor"], max_qat_epochs=1,
+        prune_trials_above_drop=None, min_epochs=1, max_epochs=1, evaluation=FAST_EVALUATION,
+    )  # fmt: skip
+    out = tmp_path / "search"
+    out.mkdir()
+    search_core.open_study(config, out).enqueue_trial(PRUNED | {"min_layer_weights": 0, "mode": "full_integer",
+                                                                "qat_epochs": 1})  # fmt: skip
+    report = search_core.search(model, config, out, data=data)
+
+    pqat, pruned = report["candidates"]
+    assert pqat["steps"] == ["prune", "qat", "quantize"] and pruned["steps"] == ["prune", "quantize"]
+    assert pruned["trial"]["requantizes"] == 0 and pruned["step_records"][0]["reused"]
+    assert sorted(p.name for p in (out / "trials" / "trial_0001").iterdir()) == ["01_quantize"]
+    # The pruned Dense kernels reach the .tflite per tensor with their zeros, converted straight from the pruned model.
+    int8 = kernels(pruned["tflite_path"], "INT8")
+    assert {t.scale_count for t in int8} == {1} and overall_sparsity(int8) == pytest.approx(0.6, abs=0.1)
+    assert pruned["accuracy"] is not None and pruned["gate"]["passed"]
