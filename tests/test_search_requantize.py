@@ -1,5 +1,6 @@
 """The search quantizes its best trial's trained model other ways without training it again (requantize.py)."""
 
+import csv
 from pathlib import Path
 
 import optuna
@@ -71,6 +72,8 @@ def test_the_best_trials_model_is_requantized_without_training_again(tiny_model,
     sparsities = [overall_sparsity(kernels(c["tflite_path"], "INT8")) for c in (trained, requantized)]
     assert sparsities[0] == pytest.approx(0.6, abs=0.05) and sparsities[1] == pytest.approx(sparsities[0], abs=0.02)
     assert Path(quantize_step["output"]).parent.name == "trial_0001"
+    with open(tmp_path / "trials.csv", newline="") as handle:
+        assert [row["training_from"] for row in csv.DictReader(handle)] == ["", "0"]
 
 
 def test_reused_steps_must_be_the_recipes_training_prefix(tiny_model, digits_data, tmp_path):

@@ -19,7 +19,8 @@ TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 
 TABLE_COLUMNS = ("trial", "recipe", "family", "steps", "tflite_bytes", "gzip_bytes", "metric", "accuracy",
-                 "accuracy_drop", "latency_p50_ms", "within_budget", "seconds", "params", "error")  # fmt: skip
+                 "accuracy_drop", "latency_p50_ms", "within_budget", "seconds", "training_from", "params",
+                 "error")  # fmt: skip
 
 
 def pareto_points(report: dict, config: SearchConfig) -> list[dict]:
@@ -65,6 +66,7 @@ def trial_rows(report: dict) -> list[dict]:
                 "latency_p50_ms": (c.get("latency_ms") or {}).get("p50"),
                 "within_budget": c["gate"]["passed"],
                 "seconds": c["trial"]["seconds"],
+                "training_from": c["trial"].get("training_from_trial"),  # the trial whose trained model it reused
                 "params": json.dumps(c["trial"]["params"], sort_keys=True),
                 "error": c.get("error") or "",
             }
