@@ -29,7 +29,12 @@ from edgeopt.components.recipes.core import (
 )
 from edgeopt.components.search.config import SearchConfig
 from edgeopt.components.search.outputs import write_search_outputs
-from edgeopt.components.search.requantize import REQUANTIZES_ATTR, requantize_params, reusable_steps
+from edgeopt.components.search.requantize import (
+    REQUANTIZES_ATTR,
+    joins_budget_front,
+    requantize_params,
+    reusable_steps,
+)
 from edgeopt.components.search.space import fit_min_layer_weights, searchable_config, start_trials, suggest_recipe
 from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
 
@@ -130,8 +135,8 @@ def _measured_records(study) -> list[dict]:
 
 
 def _enqueue_requantizations(study, trial, config: SearchConfig) -> None:
-    """Queues the other quantize settings of the new best trial's trained model (requantize.py), while the study
-    has spent less than config.requantize_share of its trials on them."""
+    """Queues the other quantize settings of a trial's trained model (requantize.py), while the study has spent less
+    than config.requantize_share of its trials on them."""
     trials = study.get_trials(deepcopy=False)
     room = int(config.trials * config.requantize_share) - sum(REQUANTIZES_ATTR in t.user_attrs for t in trials)
     seen = [t.params or t.system_attrs.get("fixed_params") for t in trials] + [trial.params]  # queued: fixed_params
@@ -139,7 +144,7 @@ def _enqueue_requantizations(study, trial, config: SearchConfig) -> None:
     for params in variants:
         study.enqueue_trial(params, user_attrs={REQUANTIZES_ATTR: trial.number})
     if variants:
-        logger.info("trial %d is the best within the budget: %d other quantize settings of its trained model queued",
+        logger.info("trial %d joins the front within the budget: %d other quantize settings of its model queued",
                     trial.number, len(variants))  # fmt: skip
 
 
@@ -265,7 +270,7 @@ def search(
             trial.set_constraint(CONSTRAINT_KEY, float("inf"))
             raise _TrialFailedError(record["error"])
         values = _told(trial, record)
-        if pick_winner([*_measured_records(study), record], config) is record:
+        if joins_budget_front(record, _measured_records(study), config.objectives[0]):
             _enqueue_requantizations(study, trial, config)
         return values
 
