@@ -10,7 +10,7 @@ from edgeopt.components.recipes.config import RecipeConfig
 from edgeopt.components.recipes.core import run_recipe
 from edgeopt.components.search import core as search_core
 from edgeopt.components.search.config import SearchConfig
-from edgeopt.components.search.requantize import joins_budget_front, requantize_params
+from edgeopt.components.search.requantize import requantize_params
 from edgeopt.components.search.space import suggest_recipe
 from tests.helpers import kernels, overall_sparsity
 from tests.test_search import FAST_EVALUATION
@@ -38,19 +38,6 @@ def test_variants_keep_the_trials_training_steps_or_drop_only_its_qat_step():
     ]  # fmt: skip
     assert all(recipe.technique_chain == "prune+quantize" and recipe.steps[0] == trained[0] for recipe in recipes)
     assert params not in variants
-
-
-def test_a_trial_joins_the_budget_front_when_no_earlier_one_is_smaller_and_as_accurate():
-    def trial(gzip_bytes, accuracy, passed=True):
-        return {"gzip_bytes": gzip_bytes, "accuracy": accuracy, "gate": {"passed": passed},
-                "metric": {"name": "accuracy", "value": accuracy, "higher_is_better": True}}  # fmt: skip
-
-    earlier = [trial(100, 0.95), trial(50, 0.99, passed=False)]
-    assert joins_budget_front(trial(90, 0.94), earlier, "gzip_bytes")  # the new best
-    assert joins_budget_front(trial(120, 0.97), earlier, "gzip_bytes")  # bigger, but more accurate
-    assert not joins_budget_front(trial(120, 0.95), earlier, "gzip_bytes")  # no better on either
-    assert not joins_budget_front(trial(40, 0.99, passed=False), earlier, "gzip_bytes")  # over the budget
-    assert joins_budget_front(trial(100, 0.95), [], "gzip_bytes")
 
 
 def test_the_best_trials_model_is_requantized_without_training_again(tiny_model, digits_data, tmp_path):

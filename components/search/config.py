@@ -177,10 +177,9 @@ class SearchConfig(StrictConfig):
         ge=0,
         le=1,
         description=(
-            "Share of the trials that may quantize a trial's trained model with the space's other quantize settings "
-            "(granularities, modes, layers kept float), each reusing its training: seconds instead of minutes. The "
-            "search does it for each trial within the budget that no earlier one beats on both the objective and "
-            "the metric. 0 never does."
+            "Share of the trials that may quantize the best trial's trained model with the space's other quantize "
+            "settings (granularities, modes, layers kept float), each reusing its training: seconds instead of "
+            "minutes. The search does it each time a trial becomes the best within the budget. 0 never does."
         ),
     )
     prune_trials_above_drop: float | None = pydantic.Field(

@@ -31,7 +31,6 @@ from edgeopt.components.search.config import SearchConfig
 from edgeopt.components.search.outputs import write_search_outputs
 from edgeopt.components.search.requantize import (
     REQUANTIZES_ATTR,
-    joins_budget_front,
     requantize_params,
     reusable_steps,
 )
@@ -144,7 +143,7 @@ def _enqueue_requantizations(study, trial, config: SearchConfig) -> None:
     for params in variants:
         study.enqueue_trial(params, user_attrs={REQUANTIZES_ATTR: trial.number})
     if variants:
-        logger.info("trial %d joins the front within the budget: %d other quantize settings of its model queued",
+        logger.info("trial %d is the best within the budget: %d other quantize settings of its model queued",
                     trial.number, len(variants))  # fmt: skip
 
 
@@ -270,7 +269,7 @@ def search(
             trial.set_constraint(CONSTRAINT_KEY, float("inf"))
             raise _TrialFailedError(record["error"])
         values = _told(trial, record)
-        if joins_budget_front(record, _measured_records(study), config.objectives[0]):
+        if pick_winner([*_measured_records(study), record], config) is record:
             _enqueue_requantizations(study, trial, config)
         return values
 
