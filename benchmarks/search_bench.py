@@ -270,7 +270,7 @@ def _started_from(config: dict) -> str:
 def _requantized(row: dict) -> str:
     if row.get("requantized") is None:  # measured before the search re-quantized its best trials
         return ""
-    return f", {row['requantized']} re-quantized the best trial's trained model (no training)"
+    return f", {row['requantized']} re-quantized an earlier trial's trained model (no training)"
 
 
 def _loads(values) -> str:
