@@ -29,11 +29,7 @@ from edgeopt.components.recipes.core import (
 )
 from edgeopt.components.search.config import SearchConfig
 from edgeopt.components.search.outputs import write_search_outputs
-from edgeopt.components.search.requantize import (
-    REQUANTIZES_ATTR,
-    requantize_params,
-    reusable_steps,
-)
+from edgeopt.components.search.requantize import REQUANTIZES_ATTR, requantize_params, reusable_steps
 from edgeopt.components.search.space import fit_min_layer_weights, searchable_config, start_trials, suggest_recipe
 from edgeopt.components.search.trial_pruning import ReportAccuracyDrop
 
@@ -318,7 +314,7 @@ def search(
         "gated_against_champion": champion is not None,
         "refused_families": refused,
         "started_from_recipes": list(start),
-        "requantized_trials": sum("requantizes" in candidate["trial"] for candidate in candidates),
+        "requantized_trials": sum(REQUANTIZES_ATTR in candidate["trial"] for candidate in candidates),
         "trials_pruned_on_epochs": prune,
         "trials": len(candidates),
         "trials_this_run": len(trial_seconds),
