@@ -78,6 +78,19 @@ def regression_task(folder) -> tuple[Path, "object"]:
     return model, load_training_data(examples, data_spec=diabetes_spec())
 
 
+def named_input_task(folder) -> tuple[Path, "object"]:
+    """The two-input (chemistry, appearance) wine classifier and its data (TrainingData) under `folder`."""
+    from edgeopt.components._shared.data import load_training_data
+    from edgeopt.components._shared.data_spec import DataSpec
+
+    features, labels = wine_named()
+    examples = write_examples(Path(folder) / "examples", features, labels)
+    model = dict_input_classifier(Path(folder) / "model", features, labels)
+    named = [{"key": "chemistry", "shape": [8], "input": "chemistry"},
+             {"key": "appearance", "shape": [5], "input": "appearance"}]  # fmt: skip
+    return model, load_training_data(examples, data_spec=DataSpec(features=named, label_key="label"))
+
+
 def breast_cancer() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """569 tumours, 30 standardized features, 0/1 label."""
     from sklearn.datasets import load_breast_cancer

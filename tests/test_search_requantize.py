@@ -84,16 +84,9 @@ def test_reused_steps_must_be_the_recipes_training_prefix(tiny_model, digits_dat
 
 
 def test_a_named_input_models_pqat_trial_is_requantized_without_its_qat_step(tmp_path):
-    from edgeopt.components._shared.data import load_training_data
-    from edgeopt.components._shared.data_spec import DataSpec
     from tests import task_models
 
-    features, labels = task_models.wine_named()
-    examples = task_models.write_examples(tmp_path / "examples", features, labels)
-    model = task_models.dict_input_classifier(tmp_path / "model", features, labels)
-    named = [{"key": "chemistry", "shape": [8], "input": "chemistry"},
-             {"key": "appearance", "shape": [5], "input": "appearance"}]  # fmt: skip
-    data = load_training_data(examples, data_spec=DataSpec(features=named, label_key="label"))
+    model, data = task_models.named_input_task(tmp_path)
     config = SearchConfig(
         trials=2, max_accuracy_drop=100, requantize_share=1.0, families=["prune"], quantize_modes=["full_integer"],
         conv_granularities=["per_channel"], dense_granularities=["per_tensor"], max_qat_epochs=1,

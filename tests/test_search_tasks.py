@@ -64,21 +64,13 @@ def test_a_regressor_is_searched_with_its_budget_in_percent_of_mae(tmp_path):
 
 @pytest.mark.slow
 def test_a_two_input_classifier_is_searched_through_its_named_inputs(tmp_path):
-    from edgeopt.components._shared.data import load_training_data
-    from edgeopt.components._shared.data_spec import DataSpec
-
-    features, labels = task_models.wine_named()
-    examples = task_models.write_examples(tmp_path / "examples", features, labels)
-    model = task_models.dict_input_classifier(tmp_path / "model", features, labels)
-    named = [{"key": "chemistry", "shape": [8], "input": "chemistry"},
-             {"key": "appearance", "shape": [5], "input": "appearance"}]  # fmt: skip
-    spec = DataSpec(features=named, label_key="label")
+    model, data = task_models.named_input_task(tmp_path)
     config = SearchConfig(
         trials=2, max_accuracy_drop=5.0, families=["prune"], quantize_modes=["full_integer"], max_qat_epochs=1,
         prune_trials_above_drop=None,
         min_epochs=1, max_epochs=1, evaluation=FAST_EVALUATION,
     )  # fmt: skip
-    report = search_core.search(model, config, tmp_path / "search", data=load_training_data(examples, data_spec=spec))
+    report = search_core.search(model, config, tmp_path / "search", data=data)
     # Its kernels hold a few hundred weights: min_layer_weights choices that would leave nothing to prune are dropped.
     assert report["search"]["config"]["min_layer_weights"] == [0]
     assert [c.get("error") for c in report["candidates"]] == [None, None]
